@@ -1,0 +1,202 @@
+"""The `switchboard` command: run the system, one service, the emulator, place calls, follow the log."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import sys
+import tempfile
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from switchboard.shared import config as config_module
+from switchboard.shared import logging as logging_module
+from switchboard.shared.config import Settings
+from switchboard.shared.errors import ConfigError
+from switchboard.shared.lifecycle import run_until_signalled
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> timedelta:
+    """``90s``, ``15m``, ``24h``, ``7d`` → timedelta."""
+    found = _DURATION.match(text.strip())
+    if not found:
+        raise argparse.ArgumentTypeError(f"not a duration like 90s, 15m, 24h or 7d: {text!r}")
+    return timedelta(seconds=float(found.group(1)) * _UNITS[found.group(2)])
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="switchboard", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="everything local: place sample calls, show them live, summarise, exit")
+    demo.add_argument("--pace", type=float, default=0.5, help="speed of the emulated callers (0 = no pauses)")
+    demo.add_argument("--workers", type=int, default=2, help="session workers to run")
+
+    up = sub.add_parser("up", help="everything local, stays up until Ctrl-C")
+    up.add_argument("--workers", type=int, default=2, help="session workers to run")
+    up.add_argument("--pace", type=float, default=1.0, help="speed of the emulated callers")
+    up.add_argument("--data-dir", type=Path, default=Path(".switchboard"), help="where the embedded NATS keeps data")
+
+    sub.add_parser("ingress", help="run the webhook ingress (container entrypoint)")
+    sub.add_parser("controller", help="run the call controller (container entrypoint)")
+    sub.add_parser("session", help="run a session worker (container entrypoint)")
+
+    emulator = sub.add_parser("emulator", help="run the OpenAI emulator on EMULATOR_PORT")
+    emulator.add_argument("--webhook-url", help="where to POST webhooks (default: the local ingress)")
+    emulator.add_argument("--pace", type=float, default=1.0, help="speed of the emulated callers")
+
+    call = sub.add_parser("call", help="place a simulated call through the emulator at EMULATOR_PORT")
+    call.add_argument("--from", dest="caller", required=True, help="caller number, e.g. +14155550101")
+    call.add_argument("--to", dest="dialled", required=True, help="dialled number, e.g. +18005550100")
+    call.add_argument("--header", action="append", default=[], metavar="NAME=VALUE", help="extra SIP header")
+    call.add_argument("--script", default="default", help="caller script: default, short, silent, order_lookup")
+    call.add_argument("--wait", action="store_true", help="wait for the call to end and print its record")
+
+    tail = sub.add_parser("tail", help="follow call events live")
+    tail.add_argument("--call", help="only this call id")
+    tail.add_argument("--kind", action="append", default=[], help="only these kinds (globs: rt.*, ended)")
+    start = tail.add_mutually_exclusive_group()
+    start.add_argument("--since", type=parse_duration, help="start this far back, e.g. 15m")
+    start.add_argument("--from-start", action="store_true", help="replay the whole log first")
+    tail.add_argument("--json", action="store_true", help="print each event as its JSON envelope")
+    tail.add_argument("--deltas", action="store_true", help="include streaming .delta events")
+    return parser
+
+
+async def _serve_one(name: str, settings: Settings) -> None:
+    if name == "ingress":
+        from switchboard.services.ingress.app import Ingress
+
+        await run_until_signalled(Ingress(settings))
+    elif name == "controller":
+        from switchboard.services.controller.policy import load_policy
+        from switchboard.services.controller.service import Controller
+
+        await run_until_signalled(Controller(settings, load_policy(settings.policy_path)))
+    else:
+        from switchboard.services.session.worker import SessionWorker
+
+        await run_until_signalled(SessionWorker(settings), grace=timedelta(seconds=25))
+
+
+async def _up(settings: Settings, args: argparse.Namespace) -> None:
+    import signal
+
+    from switchboard.local import LocalSystem
+
+    system = LocalSystem(settings, data_dir=args.data_dir, workers=args.workers, pace=args.pace)
+    await system.start()
+    print(f"Switchboard is up. NATS_URL={system.settings.nats_url}", flush=True)
+    if system.emulator is not None:
+        print(f"Emulator at {system.emulator.url}: place a call with `switchboard call --from +14155550101 "
+              f"--to +18005550100`", flush=True)  # fmt: skip
+    print("Follow events with `switchboard tail`; stop with Ctrl-C.", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    waiter = asyncio.create_task(system.wait())
+    stopper = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait([waiter, stopper], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
+        await system.stop()
+        if waiter.done():
+            waiter.result()
+        waiter.cancel()
+
+
+async def _emulator(settings: Settings, args: argparse.Namespace) -> None:
+    import signal
+
+    from switchboard.emulator.config import EmulatorConfig
+    from switchboard.emulator.server import serve
+
+    key = settings.require_api_key().reveal()
+    secret = settings.require_webhook_secrets()[0].reveal()
+    webhook_url = args.webhook_url or f"http://127.0.0.1:{settings.ingress_port}/webhooks/openai"
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    config = EmulatorConfig(
+        port=settings.emulator_port, api_key=key, webhook_url=webhook_url, webhook_secret=secret, pace=args.pace
+    )
+    await serve(config, stop)
+
+
+async def _call(settings: Settings, args: argparse.Namespace) -> int:
+    from switchboard.emulator.client import EmulatorClient
+
+    headers = []
+    for item in args.header:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise ConfigError(f"--header takes NAME=VALUE, got {item!r}")
+        headers.append({"name": name, "value": value})
+    client = EmulatorClient(f"http://127.0.0.1:{settings.emulator_port}")
+    try:
+        call_id = await client.place_call(args.caller, args.dialled, sip_headers=headers or None, script=args.script)
+        print(call_id, flush=True)
+        if args.wait:
+            record = await client.wait_ended(call_id, timeout_s=300)
+            print(f"{call_id}: {record.get('state')} ({record.get('end_reason')})", flush=True)
+    finally:
+        await client.aclose()
+    return 0
+
+
+async def _tail(settings: Settings, args: argparse.Namespace) -> None:
+    from switchboard.console import render, wanted
+    from switchboard.shared.bus import Bus
+    from switchboard.shared.events import encode
+
+    bus = await Bus.connect(settings.require_nats_url(), name="tail", give_up_after_s=10)
+    colour = sys.stdout.isatty()
+    subject = f"calls.{args.call}.>" if args.call else "calls.>"
+    since = datetime.now(UTC) - args.since if args.since else None
+    try:
+        async for event in bus.follow(subject, since=since, from_start=args.from_start):
+            if not wanted(event, call=args.call, kinds=args.kind, deltas=args.deltas or args.json):
+                continue
+            print(encode(event).decode() if args.json else render(event, colour=colour), flush=True)
+    finally:
+        await bus.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = config_module.load()
+        logging_module.configure(fmt=settings.log_format, level=settings.log_level)
+        if args.command == "demo":
+            from switchboard.local import run_demo
+
+            with tempfile.TemporaryDirectory(prefix="switchboard-demo-") as tmp:
+                return asyncio.run(run_demo(settings, data_dir=Path(tmp), pace=args.pace, workers=args.workers))
+        if args.command == "up":
+            asyncio.run(_up(settings, args))
+        elif args.command in ("ingress", "controller", "session"):
+            asyncio.run(_serve_one(args.command, settings))
+        elif args.command == "emulator":
+            asyncio.run(_emulator(settings, args))
+        elif args.command == "call":
+            return asyncio.run(_call(settings, args))
+        elif args.command == "tail":
+            asyncio.run(_tail(settings, args))
+    except ConfigError as exc:
+        print(f"switchboard: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

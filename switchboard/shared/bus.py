@@ -1,0 +1,394 @@
+"""The seam to NATS JetStream: connect, the CALLS stream, publishing, and the consumption modes.
+
+Consumption modes are named things, each written once and reused by every service:
+
+- `WorkQueue` — a durable pull consumer whose messages are claimed by one replica at a time; a handler
+  returns an `Outcome` (`Ack`, `Retry`, `Drop`) and `settle` turns it into ack / nak(delay) / term.
+  A message can also be held for a long time (a live call) with `Delivery.in_progress()` heartbeats.
+- `Bus.follow` — an ordered consumer that replays and/or follows the log from a chosen point.
+
+Every network await here has a timeout; a publish that is not acknowledged in time raises
+`BusUnavailable`, so callers can answer 503 or retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+import msgspec
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    DiscardPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+
+from switchboard.shared import events
+from switchboard.shared.config import Settings
+from switchboard.shared.errors import AlreadyRecorded, BusUnavailable
+from switchboard.shared.logging import get_logger
+
+log = get_logger(__name__)
+
+_WRONG_LAST_SEQUENCE = 10071
+_STREAM_NAME_IN_USE = 10058
+_CONNECT_BACKOFF_MAX_S = 5.0
+
+
+class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
+    replicas: int = 1
+    max_age_s: float = 7 * 24 * 3600.0
+    duplicate_window_s: float = 120.0
+
+
+class PublishResult(msgspec.Struct, frozen=True):
+    seq: int
+    duplicate: bool
+
+
+# --- outcomes as data --------------------------------------------------------------------------------
+
+
+class Ack(msgspec.Struct, frozen=True):
+    """Done: remove the message from the consumer."""
+
+
+class Retry(msgspec.Struct, frozen=True):
+    """Not now: deliver it again after `delay_s` (bounded by the consumer's max_deliver)."""
+
+    delay_s: float
+    reason: str = ""
+
+
+class Drop(msgspec.Struct, frozen=True):
+    """Never: the message cannot be handled (poison); do not deliver it again."""
+
+    reason: str
+
+
+Outcome = Ack | Retry | Drop
+
+
+class Delivery:
+    """One message claimed from a `WorkQueue`: its decoded event, attempt number and settle actions."""
+
+    def __init__(self, msg: Msg) -> None:
+        self._msg = msg
+        self.attempt: int = msg.metadata.num_delivered
+        self.stream_seq: int = msg.metadata.sequence.stream
+        self.subject: str = msg.subject
+
+    def event(self) -> events.CloudEvent:
+        return events.decode(self._msg.data)
+
+    async def ack(self) -> None:
+        await self._msg.ack()
+
+    async def nak(self, delay_s: float | None = None) -> None:
+        await self._msg.nak(delay=delay_s)
+
+    async def term(self) -> None:
+        await self._msg.term()
+
+    async def in_progress(self) -> None:
+        """Extend the claim by another ack-wait period (the lease heartbeat)."""
+        await self._msg.in_progress()
+
+    async def settle(self, outcome: Outcome) -> None:
+        """Turn a handler's outcome into the matching JetStream acknowledgement."""
+        if isinstance(outcome, Ack):
+            await self.ack()
+        elif isinstance(outcome, Retry):
+            await self.nak(outcome.delay_s)
+        else:
+            await self.term()
+
+
+Handler = Callable[[Delivery], Awaitable[Outcome]]
+
+
+class WorkQueue:
+    """A durable pull consumer shared by all replicas of a service: each message goes to one of them."""
+
+    def __init__(self, sub: JetStreamContext.PullSubscription, name: str) -> None:
+        self._sub = sub
+        self.name = name
+
+    async def fetch(self, batch: int, timeout_s: float) -> list[Delivery]:
+        """Up to `batch` messages, waiting at most `timeout_s` for the first; [] when none came."""
+        try:
+            msgs = await self._sub.fetch(batch, timeout=timeout_s)
+        except (TimeoutError, nats.errors.TimeoutError):
+            return []
+        return [Delivery(m) for m in msgs]
+
+    async def run(self, handler: Handler, stop: asyncio.Event, *, concurrency: int = 16) -> None:
+        """Feed messages to `handler` (at most `concurrency` at once) until `stop` is set."""
+        slots = asyncio.Semaphore(concurrency)
+        tasks: set[asyncio.Task[None]] = set()
+
+        async def handle(delivery: Delivery) -> None:
+            try:
+                outcome = await handler(delivery)
+            except Exception:
+                log.exception("handler_crashed", consumer=self.name, subject=delivery.subject)
+                outcome = Retry(delay_s=min(2.0 ** delivery.attempt, 30.0), reason="handler crashed")
+            try:
+                await delivery.settle(outcome)
+            except Exception as exc:  # the server redelivers after ack_wait; nothing is lost
+                log.warning("settle_failed", consumer=self.name, subject=delivery.subject, error=str(exc))
+            finally:
+                slots.release()
+
+        try:
+            while not stop.is_set():
+                await slots.acquire()
+                try:
+                    deliveries = await self.fetch(1, timeout_s=0.5)
+                except (nats.errors.Error, nats.js.errors.Error) as exc:
+                    slots.release()
+                    log.warning("fetch_failed", consumer=self.name, error=str(exc))
+                    await _sleep_or_stop(stop, 1.0)
+                    continue
+                if not deliveries:
+                    slots.release()
+                    continue
+                for delivery in deliveries:
+                    task = asyncio.create_task(handle(delivery))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+        finally:
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _sleep_or_stop(stop: asyncio.Event, delay_s: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), delay_s)
+
+
+class Bus:
+    """A NATS connection with JetStream, speaking in `CloudEvent`s."""
+
+    def __init__(self, nc: NATS, *, source: str, stream: StreamSettings) -> None:
+        self.nc = nc
+        self.js = nc.jetstream()
+        self.source = source
+        self.stream_settings = stream
+        self.stream_ready = False
+
+    @classmethod
+    async def connect(
+        cls,
+        url: str,
+        *,
+        name: str,
+        source: str | None = None,
+        stream: StreamSettings | None = None,
+        give_up_after_s: float | None = None,
+    ) -> Bus:
+        """Connect, retrying with backoff until connected (or `give_up_after_s`); reconnect forever after."""
+        delay = 0.1
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+
+        async def on_error(exc: Exception) -> None:
+            log.warning("nats_error", error=str(exc) or type(exc).__name__)
+
+        async def on_disconnected() -> None:
+            log.warning("nats_disconnected")
+
+        async def on_reconnected() -> None:
+            log.info("nats_reconnected")
+
+        while True:
+            try:
+                nc = await nats.connect(
+                    servers=url.split(","),
+                    name=name,
+                    connect_timeout=2,
+                    allow_reconnect=True,
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=0.5,
+                    error_cb=on_error,
+                    disconnected_cb=on_disconnected,
+                    reconnected_cb=on_reconnected,
+                )
+                return cls(nc, source=source or f"switchboard/{name}", stream=stream or StreamSettings())
+            except (OSError, TimeoutError, nats.errors.Error) as exc:
+                if give_up_after_s is not None and loop.time() - started > give_up_after_s:
+                    raise BusUnavailable(f"could not connect to NATS at {url}: {exc}") from exc
+                log.warning("nats_connect_failed", error=str(exc) or type(exc).__name__, retry_in_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _CONNECT_BACKOFF_MAX_S)
+
+    @classmethod
+    async def for_service(cls, settings: Settings, name: str) -> Bus:
+        """Connect a service to ``NATS_URL`` with the stream settings from its configuration."""
+        stream = StreamSettings(
+            replicas=settings.stream_replicas,
+            max_age_s=settings.stream_max_age_s,
+            duplicate_window_s=settings.duplicate_window_s,
+        )
+        return await cls.connect(settings.require_nats_url(), name=name, stream=stream)
+
+    @property
+    def connected(self) -> bool:
+        return bool(self.nc.is_connected)
+
+    async def close(self) -> None:
+        if not self.nc.is_closed:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.nc.drain(), 5.0)
+            if not self.nc.is_closed:
+                await self.nc.close()
+
+    # --- the stream ----------------------------------------------------------------------------------
+
+    def _stream_config(self) -> StreamConfig:
+        s = self.stream_settings
+        return StreamConfig(
+            name=events.STREAM,
+            subjects=[f"{events.SUBJECT_ROOT}.>"],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            discard=DiscardPolicy.OLD,
+            num_replicas=s.replicas,
+            max_age=s.max_age_s,
+            duplicate_window=s.duplicate_window_s,
+            allow_direct=True,
+        )
+
+    async def ensure_stream(self) -> None:
+        """Create the CALLS stream, or bring an existing one to this configuration. Idempotent."""
+        config = self._stream_config()
+        try:
+            await self.js.add_stream(config)
+        except nats.js.errors.BadRequestError as exc:
+            if exc.err_code != _STREAM_NAME_IN_USE:
+                raise
+            await self.js.update_stream(config)
+        self.stream_ready = True
+
+    async def stream_exists(self) -> bool:
+        try:
+            await self.js.stream_info(events.STREAM)
+        except (nats.js.errors.NotFoundError, nats.errors.Error, TimeoutError):
+            return False
+        return True
+
+    # --- writing -------------------------------------------------------------------------------------
+
+    def event(self, call_id: str, kind: str, data: Any, *, event_id: str | None = None) -> events.CloudEvent:
+        return events.make_event(call_id, kind, data, source=self.source, event_id=event_id)
+
+    async def publish(
+        self,
+        event: events.CloudEvent,
+        *,
+        msg_id: str | None = None,
+        expect_empty_subject: bool = False,
+        timeout_s: float = 5.0,
+    ) -> PublishResult:
+        """Store `event` on ``calls.<subject>.<kind>`` and wait for the stream's acknowledgement.
+
+        `msg_id` deduplicates within the stream's window. `expect_empty_subject` makes the publish
+        conditional on the subject holding no event yet (raises `AlreadyRecorded` otherwise).
+        """
+        headers: dict[str, str] = {}
+        if msg_id is not None:
+            headers["Nats-Msg-Id"] = msg_id
+        if expect_empty_subject:
+            headers["Nats-Expected-Last-Subject-Sequence"] = "0"
+        subj = events.subject(event.call_id, event.kind)
+        try:
+            ack = await self.js.publish(
+                subj, events.encode(event), timeout=timeout_s, stream=events.STREAM, headers=headers or None
+            )
+        except nats.js.errors.APIError as exc:
+            if exc.err_code == _WRONG_LAST_SEQUENCE:
+                raise AlreadyRecorded(f"{subj} already holds an event") from exc
+            raise BusUnavailable(f"publish to {subj} refused: {exc.description}") from exc
+        except (TimeoutError, nats.errors.Error) as exc:
+            raise BusUnavailable(f"publish to {subj} not acknowledged: {type(exc).__name__}") from exc
+        return PublishResult(seq=ack.seq, duplicate=bool(ack.duplicate))
+
+    async def record(
+        self, call_id: str, kind: str, data: Any, *, msg_id: str | None = None, timeout_s: float = 5.0
+    ) -> PublishResult:
+        """Build and publish one event; `msg_id` defaults to ``<call_id>:<kind>`` (one per call)."""
+        event = self.event(call_id, kind, data)
+        return await self.publish(event, msg_id=msg_id or f"{call_id}:{kind}", timeout_s=timeout_s)
+
+    # --- reading -------------------------------------------------------------------------------------
+
+    async def last_event(self, call_id: str, kind: str, timeout_s: float = 2.0) -> events.CloudEvent | None:
+        """The newest event on ``calls.<call_id>.<kind>``, or None."""
+        try:
+            raw = await asyncio.wait_for(
+                self.js.get_last_msg(events.STREAM, events.subject(call_id, kind)), timeout_s
+            )
+        except nats.js.errors.NotFoundError:
+            return None
+        except (TimeoutError, nats.errors.Error) as exc:
+            raise BusUnavailable(f"could not read {call_id}.{kind}: {type(exc).__name__}") from exc
+        if raw.data is None:
+            return None
+        return events.decode(raw.data)
+
+    async def work_queue(
+        self, durable: str, filter_subject: str, *, ack_wait_s: float, max_deliver: int = -1
+    ) -> WorkQueue:
+        """Bind (creating if needed) the durable pull consumer `durable` on `filter_subject`."""
+        config = ConsumerConfig(
+            durable_name=durable,
+            filter_subject=filter_subject,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=ack_wait_s,
+            max_deliver=max_deliver,
+            deliver_policy=DeliverPolicy.ALL,
+            max_ack_pending=10_000,
+        )
+        sub = await self.js.pull_subscribe(filter_subject, durable=durable, stream=events.STREAM, config=config)
+        return WorkQueue(sub, durable)
+
+    async def follow(
+        self,
+        filter_subject: str = f"{events.SUBJECT_ROOT}.>",
+        *,
+        since: datetime | None = None,
+        from_start: bool = False,
+    ) -> AsyncIterator[events.CloudEvent]:
+        """Events on `filter_subject` in stream order: new ones, or from `since`, or from the start."""
+        if from_start:
+            policy, start = DeliverPolicy.ALL, None
+        elif since is not None:
+            policy, start = DeliverPolicy.BY_START_TIME, since
+        else:
+            policy, start = DeliverPolicy.NEW, None
+        config = ConsumerConfig(deliver_policy=policy, opt_start_time=start)
+        sub = await self.js.subscribe(
+            filter_subject, stream=events.STREAM, ordered_consumer=True, config=config, idle_heartbeat=5.0
+        )
+        try:
+            async for msg in sub.messages:
+                try:
+                    yield events.decode(msg.data)
+                except msgspec.ValidationError as exc:
+                    log.warning("undecodable_event", subject=msg.subject, error=str(exc))
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()

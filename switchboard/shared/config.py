@@ -1,0 +1,132 @@
+"""Configuration, read once from the environment at start-up (nothing deeper reads ``os.environ``).
+
+The variables are the public contract in ARCHITECTURE.md; a few ``SWITCHBOARD_*``/``SESSION_*`` extras
+tune internals. Secrets are wrapped in `Secret` so they never show in a repr, a log line or an error.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+
+import msgspec
+
+from switchboard.shared.errors import ConfigError
+from switchboard.shared.webhooks import parse_secrets
+
+
+class Secret:
+    """A value that must not be printed: its repr and str are masked; `reveal()` gives it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything a service needs to know about its surroundings."""
+
+    nats_url: str | None = None
+    openai_api_key: Secret | None = None
+    webhook_secrets: tuple[Secret, ...] = ()
+    openai_base_url: str = DEFAULT_OPENAI_BASE_URL
+    policy_path: str | None = None
+    emulator_port: int = 8100
+    ingress_port: int = 8080
+    ingress_host: str = "0.0.0.0"
+    stream_replicas: int = 1
+    stream_max_age_s: float = 7 * 24 * 3600.0
+    duplicate_window_s: float = 120.0
+    session_max_calls: int = 100
+    worker_name: str = ""
+    log_format: str = "console"
+    log_level: str = "info"
+
+    def require_nats_url(self) -> str:
+        if not self.nats_url:
+            raise ConfigError("NATS_URL is required (e.g. nats://127.0.0.1:4222)")
+        return self.nats_url
+
+    def require_api_key(self) -> Secret:
+        if self.openai_api_key is None:
+            raise ConfigError("OPENAI_API_KEY is required")
+        return self.openai_api_key
+
+    def require_webhook_secrets(self) -> tuple[Secret, ...]:
+        if not self.webhook_secrets:
+            raise ConfigError("OPENAI_WEBHOOK_SECRET is required (whsec_…, comma-separated for rotation)")
+        return self.webhook_secrets
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive, got {value}")
+    return value
+
+
+def load(env: Mapping[str, str] | None = None) -> Settings:
+    """Build `Settings` from an environment mapping (default: the process environment)."""
+    env = os.environ if env is None else env
+    key = env.get("OPENAI_API_KEY") or None
+    base_url = (env.get("OPENAI_BASE_URL") or DEFAULT_OPENAI_BASE_URL).rstrip("/")
+    if not base_url.startswith(("http://", "https://")):
+        raise ConfigError(f"OPENAI_BASE_URL must be an http(s) URL, got {base_url!r}")
+    log_format = env.get("SWITCHBOARD_LOG_FORMAT", "console")
+    if log_format not in ("console", "json"):
+        raise ConfigError(f"SWITCHBOARD_LOG_FORMAT must be 'console' or 'json', got {log_format!r}")
+    return Settings(
+        nats_url=env.get("NATS_URL") or None,
+        openai_api_key=Secret(key) if key else None,
+        webhook_secrets=tuple(Secret(s) for s in parse_secrets(env.get("OPENAI_WEBHOOK_SECRET", ""))),
+        openai_base_url=base_url,
+        policy_path=env.get("SWITCHBOARD_POLICY") or None,
+        emulator_port=_int(env, "EMULATOR_PORT", 8100),
+        ingress_port=_int(env, "INGRESS_PORT", 8080),
+        ingress_host=env.get("INGRESS_HOST", "0.0.0.0"),
+        stream_replicas=_int(env, "SWITCHBOARD_STREAM_REPLICAS", 1, minimum=1),
+        stream_max_age_s=_float(env, "SWITCHBOARD_STREAM_MAX_AGE_S", 7 * 24 * 3600.0),
+        duplicate_window_s=_float(env, "SWITCHBOARD_DUPLICATE_WINDOW_S", 120.0),
+        session_max_calls=_int(env, "SESSION_MAX_CALLS", 100, minimum=1),
+        worker_name=env.get("SWITCHBOARD_WORKER") or f"{socket.gethostname()}-{os.getpid()}",
+        log_format=log_format,
+        log_level=env.get("LOG_LEVEL", "info").lower(),
+    )

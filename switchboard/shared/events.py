@@ -1,0 +1,185 @@
+"""The event log's vocabulary: the CloudEvents envelope, subjects, and the typed payloads.
+
+Every message on stream ``CALLS`` is a CloudEvents 1.0 structured-mode JSON object on
+``calls.<call_id>.<kind>`` with ``type = "call.<kind>"`` (``realtime.<server type>`` for ``rt.*``).
+Payloads Switchboard writes are msgspec Structs below; ``incoming`` and ``rt.*`` carry OpenAI's JSON as
+received. Pure module: no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Literal, TypeVar
+
+import msgspec
+
+STREAM = "CALLS"
+SUBJECT_ROOT = "calls"
+SPEC_VERSION = "1.0"
+
+_CALL_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+_KIND = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
+
+Action = Literal["accept", "reject", "refer"]
+_S = TypeVar("_S", bound=msgspec.Struct)
+
+
+def is_safe_call_id(call_id: object) -> bool:
+    """True when `call_id` can be a single NATS subject token (no dots, wildcards or spaces)."""
+    return isinstance(call_id, str) and _CALL_ID.fullmatch(call_id) is not None
+
+
+def subject(call_id: str, kind: str) -> str:
+    """``calls.<call_id>.<kind>``; refuses ids and kinds that would escape their token."""
+    if not is_safe_call_id(call_id):
+        raise ValueError(f"unsafe call id for a subject: {call_id!r}")
+    if not _KIND.fullmatch(kind):
+        raise ValueError(f"unsafe event kind for a subject: {kind!r}")
+    return f"{SUBJECT_ROOT}.{call_id}.{kind}"
+
+
+def parse_subject(value: str) -> tuple[str, str]:
+    """``calls.<id>.<kind>`` → (call_id, kind)."""
+    root, call_id, kind = value.split(".", 2)
+    if root != SUBJECT_ROOT:
+        raise ValueError(f"not a call subject: {value!r}")
+    return call_id, kind
+
+
+def event_type(kind: str) -> str:
+    """The CloudEvents ``type`` of a subject kind."""
+    if kind.startswith("rt."):
+        return "realtime." + kind[3:]
+    return "call." + kind
+
+
+def rt_kind(server_event_type: str) -> str:
+    """The subject kind a relayed realtime server event is published under."""
+    return "rt." + server_event_type
+
+
+def utc_now() -> str:
+    """RFC 3339 UTC timestamp with milliseconds, as CloudEvents ``time``."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class CloudEvent(msgspec.Struct, frozen=True):
+    """A CloudEvents 1.0 structured-mode event. ``data`` stays raw JSON-compatible data."""
+
+    id: str
+    source: str
+    type: str
+    subject: str
+    time: str
+    data: Any
+    specversion: str = SPEC_VERSION
+    datacontenttype: str = "application/json"
+
+    @property
+    def call_id(self) -> str:
+        return self.subject
+
+    @property
+    def kind(self) -> str:
+        if self.type.startswith("realtime."):
+            return "rt." + self.type[len("realtime.") :]
+        return self.type.removeprefix("call.")
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(CloudEvent)
+
+
+def make_event(call_id: str, kind: str, data: Any, *, source: str, event_id: str | None = None) -> CloudEvent:
+    """Wrap `data` (a Struct or plain JSON data) in an envelope for ``calls.<call_id>.<kind>``."""
+    subject(call_id, kind)  # validates both tokens
+    return CloudEvent(
+        id=event_id or uuid.uuid4().hex,
+        source=source,
+        type=event_type(kind),
+        subject=call_id,
+        time=utc_now(),
+        data=msgspec.to_builtins(data),
+    )
+
+
+def encode(event: CloudEvent) -> bytes:
+    return _encoder.encode(event)
+
+
+def decode(payload: bytes) -> CloudEvent:
+    return _decoder.decode(payload)
+
+
+def payload(event: CloudEvent, as_type: type[_S]) -> _S:
+    """The event's data converted to a typed payload Struct."""
+    return msgspec.convert(event.data, as_type)
+
+
+# --- payloads Switchboard writes -------------------------------------------------------------------
+
+
+class SipHeader(msgspec.Struct, frozen=True):
+    name: str
+    value: str
+
+
+class IncomingCallData(msgspec.Struct, frozen=True, kw_only=True):
+    """The ``data`` object of OpenAI's ``realtime.call.incoming`` webhook."""
+
+    call_id: str
+    sip_headers: list[SipHeader] = []
+
+
+class IncomingWebhook(msgspec.Struct, frozen=True, kw_only=True):
+    """OpenAI's webhook event, as far as Switchboard needs it; unknown fields are ignored."""
+
+    id: str
+    type: str
+    object: str = "event"
+    created_at: int | None = None
+    data: dict[str, Any]
+
+
+class Decided(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    action: Action
+    rule: str
+    reason: str
+    agent: str | None = None
+    accept: dict[str, Any] | None = None
+    greeting: str | None = None
+    status_code: int | None = None
+    target_uri: str | None = None
+
+
+class UpstreamOutcome(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """OpenAI's answer to accept/reject/refer/hangup (``accepted`` … ``hungup``)."""
+
+    http_status: int
+    latency_ms: float
+    agent: str | None = None
+    greeting: str | None = None
+    status_code: int | None = None
+    target_uri: str | None = None
+
+
+class Failed(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    stage: str
+    message: str
+    http_status: int | None = None
+    code: str | None = None
+
+
+class SessionLease(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """``session.claimed`` / ``session.released`` / ``session.lost``."""
+
+    worker: str
+    attempt: int
+    reason: str | None = None
+
+
+class Ended(msgspec.Struct, frozen=True, kw_only=True):
+    reason: str
+    duration_s: float

@@ -1,0 +1,183 @@
+"""The seams to OpenAI: the REST client for calls (accept/reject/refer/hangup) and the sideband socket.
+
+`CallsClient` uses httpx with timeouts and bounded retries (exponential backoff with jitter) on
+transport errors, 429 and 5xx; other 4xx are final. Errors become `UpstreamError` carrying the HTTP
+status and OpenAI's error code (``call_id_not_found`` means the caller is gone). The API key is sent
+as a bearer header and never appears in errors or logs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import httpx
+import msgspec
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+from switchboard.shared.config import Secret
+from switchboard.shared.errors import UpstreamError
+
+
+class CallResult(msgspec.Struct, frozen=True):
+    http_status: int
+    latency_ms: float
+
+
+class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True):
+    attempts: int = 4
+    base_delay_s: float = 0.2
+    max_delay_s: float = 2.0
+
+    def delay_s(self, attempt: int) -> float:
+        """Full-jitter exponential backoff for the retry after `attempt` (1-based)."""
+        cap = min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1))
+        return random.uniform(cap / 2, cap)
+
+
+def _error_from(response: httpx.Response) -> UpstreamError:
+    code: str | None = None
+    message = f"OpenAI answered {response.status_code}"
+    try:
+        body = response.json()
+        err = body.get("error") if isinstance(body, dict) else None
+        if isinstance(err, dict):
+            code = err.get("code") if isinstance(err.get("code"), str) else None
+            if isinstance(err.get("message"), str):
+                message = f"{message}: {err['message']}"
+    except ValueError:
+        pass
+    return UpstreamError(response.status_code, code, message)
+
+
+class CallsClient:
+    """REST ``/realtime/calls/{call_id}/…`` with the project's bearer key."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: Secret,
+        *,
+        timeout_s: float = 10.0,
+        retry: RetryPolicy | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._http = httpx.AsyncClient(
+            base_url=base_url.rstrip("/") + "/",
+            headers={"Authorization": f"Bearer {api_key.reveal()}", "User-Agent": "switchboard/0.1"},
+            timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0)),
+            transport=transport,
+        )
+        self._retry = retry or RetryPolicy()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _post(self, call_id: str, op: str, body: dict[str, Any] | None) -> CallResult:
+        path = f"realtime/calls/{quote(call_id, safe='')}/{op}"
+        started = time.perf_counter()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                response = await self._http.post(path, json=body if body is not None else {})
+            except httpx.HTTPError as exc:
+                error = UpstreamError(None, None, f"OpenAI {op} failed: {type(exc).__name__}")
+            else:
+                if response.is_success:
+                    return CallResult(response.status_code, round((time.perf_counter() - started) * 1000, 2))
+                error = _error_from(response)
+            if not error.retryable or attempt >= self._retry.attempts:
+                raise error
+            await asyncio.sleep(self._retry.delay_s(attempt))
+
+    async def accept(self, call_id: str, session: dict[str, Any]) -> CallResult:
+        return await self._post(call_id, "accept", session)
+
+    async def reject(self, call_id: str, status_code: int | None = None) -> CallResult:
+        return await self._post(call_id, "reject", {"status_code": status_code} if status_code else None)
+
+    async def refer(self, call_id: str, target_uri: str) -> CallResult:
+        return await self._post(call_id, "refer", {"target_uri": target_uri})
+
+    async def hangup(self, call_id: str) -> CallResult:
+        return await self._post(call_id, "hangup", None)
+
+
+def sideband_url(base_url: str, call_id: str) -> str:
+    """``https://host/v1`` → ``wss://host/v1/realtime?call_id=…`` (http → ws)."""
+    parts = urlsplit(base_url.rstrip("/"))
+    scheme = {"https": "wss", "http": "ws"}.get(parts.scheme, parts.scheme)
+    return urlunsplit((scheme, parts.netloc, parts.path + "/realtime", f"call_id={quote(call_id, safe='')}", ""))
+
+
+class SidebandClosed(msgspec.Struct, frozen=True):
+    """How the sideband ended: the WebSocket close code and reason (None when aborted)."""
+
+    code: int | None
+    reason: str
+
+
+class Sideband:
+    """One sideband WebSocket for a call: receive server events as dicts, send client events."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self._ws = ws
+        self.closed: SidebandClosed | None = None
+
+    @classmethod
+    async def open(cls, base_url: str, call_id: str, api_key: Secret, *, open_timeout_s: float = 10.0) -> Sideband:
+        """Connect; raises `UpstreamError` (with the HTTP status when the upgrade was refused)."""
+        try:
+            ws = await websockets.connect(
+                sideband_url(base_url, call_id),
+                additional_headers={"Authorization": f"Bearer {api_key.reveal()}"},
+                open_timeout=open_timeout_s,
+                close_timeout=2.0,
+                max_size=16 * 1024 * 1024,
+            )
+        except websockets.InvalidStatus as exc:
+            status = exc.response.status_code
+            code = None
+            with contextlib.suppress(msgspec.DecodeError, AttributeError):
+                code = msgspec.json.decode(exc.response.body or b"{}").get("error", {}).get("code")
+            raise UpstreamError(status, code, f"sideband refused with {status}") from None
+        except (OSError, TimeoutError, websockets.InvalidHandshake) as exc:
+            raise UpstreamError(None, None, f"sideband connect failed: {type(exc).__name__}") from None
+        return cls(ws)
+
+    async def events(self) -> AsyncIterator[dict[str, Any]]:
+        """Each server event, decoded, until the socket closes (non-JSON frames are skipped)."""
+        try:
+            async for message in self._ws:
+                raw = message.encode() if isinstance(message, str) else message
+                try:
+                    decoded = msgspec.json.decode(raw)
+                except msgspec.DecodeError:
+                    continue
+                if isinstance(decoded, dict):
+                    yield decoded
+        except websockets.ConnectionClosed:
+            pass
+        finally:
+            self._record_close()
+
+    def _record_close(self) -> None:
+        code = self._ws.close_code
+        # 1006 is what websockets reports when no close frame arrived (the peer vanished).
+        if code is None or code == 1006:
+            self.closed = SidebandClosed(None, "connection lost")
+        else:
+            self.closed = SidebandClosed(code, self._ws.close_reason or "")
+
+    async def send(self, event: dict[str, Any]) -> None:
+        await asyncio.wait_for(self._ws.send(msgspec.json.encode(event).decode()), 5.0)
+
+    async def close(self) -> None:
+        await self._ws.close()
