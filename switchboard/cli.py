@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import re
 import sys
 import tempfile
@@ -146,7 +147,7 @@ async def _call(settings: Settings, args: argparse.Namespace) -> int:
         print(call_id, flush=True)
         if args.wait:
             record = await client.wait_ended(call_id, timeout_s=300)
-            print(f"{call_id}: {record.get('state')} ({record.get('end_reason')})", flush=True)
+            print(f"{call_id}: {record.state} ({record.end_reason})", flush=True)
     finally:
         await client.aclose()
     return 0
@@ -174,7 +175,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = config_module.load()
-        logging_module.configure(fmt=settings.log_format, level=settings.log_level)
+        level = settings.log_level
+        if args.command == "demo" and "LOG_LEVEL" not in os.environ:
+            level = "warning"  # the live view is the demo's output; logs would drown it
+        logging_module.configure(fmt=settings.log_format, level=level)
         if args.command == "demo":
             from switchboard.local import run_demo
 

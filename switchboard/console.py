@@ -26,6 +26,19 @@ _COLOURS = {
 # Streaming fragments: shown by `tail --deltas`, hidden otherwise (the `.done` events carry the text).
 NOISY_SUFFIXES = (".delta",)
 
+# The realtime events worth a line in the demo's live view; every Switchboard event is shown too.
+HIGHLIGHTS = frozenset(
+    {
+        "rt.session.created",
+        "rt.input_audio_buffer.speech_started",
+        "rt.conversation.item.input_audio_transcription.completed",
+        "rt.response.output_audio_transcript.done",
+        "rt.response.function_call_arguments.done",
+        "rt.input_audio_buffer.dtmf_event_received",
+        "rt.error",
+    }
+)
+
 
 def _sip_user(headers: Any, name: str) -> str:
     for h in headers if isinstance(headers, list) else []:
@@ -62,6 +75,12 @@ def summary(event: CloudEvent) -> tuple[str, str]:
         return "caller", f'caller: "{d.get("transcript", "")}"'
     if kind == "rt.response.output_audio_transcript.done":
         return "agent", f'agent: "{d.get("transcript", "")}"'
+    if kind == "rt.input_audio_buffer.speech_started":
+        return "caller", "caller starts speaking"
+    if kind == "rt.input_audio_buffer.dtmf_event_received":
+        return "caller", f"caller pressed {d.get('event')}"
+    if kind == "rt.error":
+        return "failed", f"OpenAI error: {(d.get('error') or {}).get('message')}"
     if kind == "rt.response.function_call_arguments.done":
         return "agent", f"agent calls {d.get('name')}({d.get('arguments')})"
     if kind.startswith("rt."):
@@ -85,3 +104,8 @@ def wanted(event: CloudEvent, *, call: str | None, kinds: Sequence[str], deltas:
     if kinds and not any(fnmatch.fnmatchcase(event.kind, k) for k in kinds):
         return False
     return deltas or not event.kind.endswith(NOISY_SUFFIXES)
+
+
+def highlight(event: CloudEvent) -> bool:
+    """Whether the demo's live view shows this event."""
+    return not event.kind.startswith("rt.") or event.kind in HIGHLIGHTS

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import msgspec
 
-from switchboard.console import render, wanted
+from switchboard.console import highlight, render
 from switchboard.emulator.config import EmulatorConfig
 from switchboard.emulator.server import Emulator
 from switchboard.services.controller.policy import load_policy
@@ -29,6 +29,7 @@ from switchboard.shared.bus import Bus
 from switchboard.shared.config import Secret, Settings
 from switchboard.shared.errors import ConfigError
 from switchboard.shared.events import CloudEvent
+from switchboard.shared.lifecycle import Service
 from switchboard.shared.logging import get_logger
 from switchboard.shared.natsserver import NatsServer
 
@@ -93,7 +94,8 @@ class LocalSystem:
         self.session_workers = [
             SessionWorker(self.settings, worker=f"worker-{i + 1}") for i in range(self._workers)
         ]
-        for service in (self.ingress, self.controller, *self.session_workers):
+        services: list[Service] = [self.ingress, self.controller, *self.session_workers]
+        for service in services:
             self._tasks.append(asyncio.create_task(service.run(), name=service.name))
 
     async def wait(self) -> None:
@@ -103,7 +105,7 @@ class LocalSystem:
             task.result()
 
     async def stop(self, grace: timedelta = timedelta(seconds=5)) -> None:
-        services = [s for s in (self.ingress, self.controller, *self.session_workers) if s is not None]
+        services: list[Service] = [s for s in (self.ingress, self.controller, *self.session_workers) if s is not None]
         await asyncio.gather(*(s.shutdown(grace) for s in services), return_exceptions=True)
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=grace.total_seconds() + 5)
@@ -205,7 +207,7 @@ async def run_demo(
         async for event in watcher.follow(since=started):
             summary = summaries.setdefault(event.call_id, CallSummary(call_id=event.call_id))
             _observe(summary, event)
-            if wanted(event, call=None, kinds=(), deltas=False):
+            if highlight(event):
                 print(render(event, colour=colour), flush=True)
             if event.kind == "ended":
                 ended.add(event.call_id)

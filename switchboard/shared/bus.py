@@ -189,6 +189,7 @@ class Bus:
         self.source = source
         self.stream_settings = stream
         self.stream_ready = False
+        self._closing = asyncio.Event()
 
     @classmethod
     async def connect(
@@ -203,13 +204,15 @@ class Bus:
         """Connect, retrying with backoff until connected (or `give_up_after_s`); reconnect forever after."""
         delay = 0.1
         loop = asyncio.get_running_loop()
+        closing = asyncio.Event()  # set by close(): our own disconnect is not worth a warning
         started = loop.time()
 
         async def on_error(exc: Exception) -> None:
             log.warning("nats_error", error=str(exc) or type(exc).__name__)
 
         async def on_disconnected() -> None:
-            log.warning("nats_disconnected")
+            if not closing.is_set():
+                log.warning("nats_disconnected")
 
         async def on_reconnected() -> None:
             log.info("nats_reconnected")
@@ -227,7 +230,9 @@ class Bus:
                     disconnected_cb=on_disconnected,
                     reconnected_cb=on_reconnected,
                 )
-                return cls(nc, source=source or f"switchboard/{name}", stream=stream or StreamSettings())
+                bus = cls(nc, source=source or f"switchboard/{name}", stream=stream or StreamSettings())
+                bus._closing = closing
+                return bus
             except (OSError, TimeoutError, nats.errors.Error) as exc:
                 if give_up_after_s is not None and loop.time() - started > give_up_after_s:
                     raise BusUnavailable(f"could not connect to NATS at {url}: {exc}") from exc
@@ -250,11 +255,12 @@ class Bus:
         return bool(self.nc.is_connected)
 
     async def close(self) -> None:
+        """Close the connection. Not drain(): every publish here is already acknowledged, and nats-py's
+        drain waits forever on pull subscriptions whose fetched messages it never marks done."""
+        self._closing.set()
         if not self.nc.is_closed:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.nc.drain(), 5.0)
-            if not self.nc.is_closed:
-                await self.nc.close()
+                await asyncio.wait_for(self.nc.close(), 5.0)
 
     # --- the stream ----------------------------------------------------------------------------------
 

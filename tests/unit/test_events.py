@@ -12,8 +12,8 @@ from switchboard.shared import events
 
 def test_envelope_is_cloudevents_structured_json() -> None:
     """An event encodes as a CloudEvents 1.0 object with the call id as subject."""
-    event = events.make_event("rtc_1", "decided", events.Decided(action="reject", rule="r", reason="x",
-                                                                  status_code=486), source="switchboard/test")  # fmt: skip
+    decided = events.Decided(action="reject", rule="r", reason="x", status_code=486)
+    event = events.make_event("rtc_1", "decided", decided, source="switchboard/test")
     raw = msgspec.json.decode(events.encode(event))
     assert raw["specversion"] == "1.0" and raw["type"] == "call.decided" and raw["subject"] == "rtc_1"
     assert raw["datacontenttype"] == "application/json" and raw["time"].endswith("Z")

@@ -1,0 +1,48 @@
+"""End-to-end fixtures: the whole system (ingress, controller, workers, emulator) on a real nats-server."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from switchboard.local import LocalSystem
+from switchboard.shared.bus import Bus
+from switchboard.shared.config import Settings
+from switchboard.shared.events import CloudEvent
+from switchboard.shared.natsserver import NatsServer
+from tests.waiting import eventually
+
+
+@pytest.fixture
+async def system(nats_server: NatsServer, tmp_path: Path) -> AsyncIterator[LocalSystem]:
+    """Everything running in this process, OpenAI played by the emulator, callers without pauses."""
+    settings = Settings(
+        nats_url=nats_server.url, emulator_port=0, ingress_port=0, ingress_host="127.0.0.1", worker_name="w"
+    )
+    local = LocalSystem(settings, data_dir=tmp_path, workers=2, pace=0)
+    await local.start()
+    try:
+        yield local
+    finally:
+        await local.stop()
+
+
+async def call_events(bus: Bus, call_id: str, *, until: str = "ended", timeout_s: float = 15.0) -> list[CloudEvent]:
+    """All events of one call from the log, once an event of kind `until` is there."""
+
+    async def read() -> list[CloudEvent] | None:
+        seen: list[CloudEvent] = []
+        info = await bus.js.stream_info("CALLS", subjects_filter=f"calls.{call_id}.>")
+        total = sum((info.state.subjects or {}).values())
+        if total == 0:
+            return None
+        async for event in bus.follow(f"calls.{call_id}.>", from_start=True):
+            seen.append(event)
+            if len(seen) >= total:
+                break
+        return seen if any(e.kind == until for e in seen) else None
+
+    result = await eventually(read, timeout=timeout_s, interval=0.1, what=f"{call_id} has {until}")
+    return result
