@@ -19,13 +19,13 @@ up: $(STAMP)
 	$(BIN)/switchboard up
 
 test: $(STAMP)
-	$(BIN)/ruff check switchboard tests bench examples
+	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check switchboard tests bench examples
-	$(BIN)/ruff format --check switchboard tests bench examples
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
