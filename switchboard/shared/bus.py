@@ -25,20 +25,23 @@ import nats.errors
 import nats.js.errors
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from nats.js.api import (
     AckPolicy,
     ConsumerConfig,
     DeliverPolicy,
     DiscardPolicy,
+    KeyValueConfig,
     RetentionPolicy,
     StorageType,
     StreamConfig,
 )
+from nats.js.kv import KeyValue
 
 from switchboard.shared import events
 from switchboard.shared.config import Settings
-from switchboard.shared.errors import AlreadyRecorded, BusUnavailable
+from switchboard.shared.errors import AlreadyRecorded, BusUnavailable, NoResponder
 from switchboard.shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -298,8 +301,10 @@ class Bus:
 
     # --- writing -------------------------------------------------------------------------------------
 
-    def event(self, call_id: str, kind: str, data: Any, *, event_id: str | None = None) -> events.CloudEvent:
-        return events.make_event(call_id, kind, data, source=self.source, event_id=event_id)
+    def event(
+        self, call_id: str, kind: str, data: Any, *, event_id: str | None = None, lease: int | None = None
+    ) -> events.CloudEvent:
+        return events.make_event(call_id, kind, data, source=self.source, event_id=event_id, lease=lease)
 
     async def publish(
         self,
@@ -333,11 +338,65 @@ class Bus:
         return PublishResult(seq=ack.seq, duplicate=bool(ack.duplicate))
 
     async def record(
-        self, call_id: str, kind: str, data: Any, *, msg_id: str | None = None, timeout_s: float = 5.0
+        self,
+        call_id: str,
+        kind: str,
+        data: Any,
+        *,
+        msg_id: str | None = None,
+        lease: int | None = None,
+        timeout_s: float = 5.0,
     ) -> PublishResult:
         """Build and publish one event; `msg_id` defaults to ``<call_id>:<kind>`` (one per call)."""
-        event = self.event(call_id, kind, data)
+        event = self.event(call_id, kind, data, lease=lease)
         return await self.publish(event, msg_id=msg_id or f"{call_id}:{kind}", timeout_s=timeout_s)
+
+    # --- request/reply and plain subscriptions (commands, tools) -------------------------------------
+
+    async def request(self, subject: str, payload: bytes, *, timeout_s: float) -> bytes:
+        """A NATS request; raises `NoResponder` when nobody serves `subject`, `BusUnavailable` on timeout."""
+        try:
+            reply = await self.nc.request(subject, payload, timeout=timeout_s)
+        except nats.errors.NoRespondersError:
+            raise NoResponder(f"nobody serves {subject}") from None
+        except (TimeoutError, nats.errors.TimeoutError):
+            raise BusUnavailable(f"no reply on {subject} within {timeout_s}s") from None
+        except nats.errors.Error as exc:
+            raise BusUnavailable(f"request on {subject} failed: {type(exc).__name__}") from exc
+        return bytes(reply.data)
+
+    async def serve(
+        self, subject: str, handler: Callable[[str, bytes], Awaitable[bytes]], *, queue: str = ""
+    ) -> Subscription:
+        """Answer requests on `subject` (wildcards allowed) with `handler(subject, payload) -> reply`."""
+
+        async def on_msg(msg: Msg) -> None:
+            try:
+                reply = await handler(msg.subject, msg.data)
+            except Exception as exc:
+                log.exception("request_handler_crashed", subject=msg.subject)
+                reply = msgspec.json.encode({"ok": False, "error": f"internal error: {type(exc).__name__}"})
+            if msg.reply:
+                with contextlib.suppress(nats.errors.Error):
+                    await msg.respond(reply)
+
+        return await self.nc.subscribe(subject, queue=queue, cb=on_msg)
+
+    async def watch(self, subject: str, handler: Callable[[str, bytes], Awaitable[None]]) -> Subscription:
+        """Receive every message published on `subject` from now on (core NATS, not replayed)."""
+
+        async def on_msg(msg: Msg) -> None:
+            await handler(msg.subject, msg.data)
+
+        return await self.nc.subscribe(subject, cb=on_msg)
+
+    async def key_value(self, bucket: str, *, ttl_s: float | None = None) -> KeyValue:
+        """The KV bucket `bucket`, created (with this bus's replicas) if it does not exist yet."""
+        try:
+            return await self.js.key_value(bucket)
+        except nats.js.errors.BucketNotFoundError:
+            config = KeyValueConfig(bucket=bucket, ttl=ttl_s, replicas=self.stream_settings.replicas)
+            return await self.js.create_key_value(config)
 
     # --- reading -------------------------------------------------------------------------------------
 

@@ -5,6 +5,7 @@
     ├── SignatureError       a webhook that fails verification (ingress → 400)
     ├── InvalidEvent         a body that is not a usable OpenAI event (ingress → 400)
     ├── BusUnavailable       NATS cannot take a publish in time (ingress → 503, consumers → retry)
+    │   └── NoResponder      nobody serves a request subject (a command for a call that is not live)
     ├── AlreadyRecorded      a conditional publish lost: the subject already has an event
     └── UpstreamError        OpenAI answered with an error (status, error code; retryable or not)
 """
@@ -34,6 +35,10 @@ class InvalidEvent(SwitchboardError):
 
 class BusUnavailable(SwitchboardError):
     """The bus did not acknowledge a publish within the deadline."""
+
+
+class NoResponder(BusUnavailable):
+    """A request found nobody subscribed to its subject."""
 
 
 class AlreadyRecorded(SwitchboardError):

@@ -65,17 +65,22 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-class CloudEvent(msgspec.Struct, frozen=True):
-    """A CloudEvents 1.0 structured-mode event. ``data`` stays raw JSON-compatible data."""
+class CloudEvent(msgspec.Struct, frozen=True, omit_defaults=True):
+    """A CloudEvents 1.0 structured-mode event. ``data`` stays raw JSON-compatible data.
 
+    Extension attributes (omitted when unset): ``lease`` — the session lease number (claim attempt)
+    under which a session worker published the event, so readers can fence out a stale owner.
+    """
+
+    specversion: str
     id: str
     source: str
     type: str
     subject: str
     time: str
+    datacontenttype: str
     data: Any
-    specversion: str = SPEC_VERSION
-    datacontenttype: str = "application/json"
+    lease: int | None = None
 
     @property
     def call_id(self) -> str:
@@ -92,16 +97,21 @@ _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(CloudEvent)
 
 
-def make_event(call_id: str, kind: str, data: Any, *, source: str, event_id: str | None = None) -> CloudEvent:
+def make_event(
+    call_id: str, kind: str, data: Any, *, source: str, event_id: str | None = None, lease: int | None = None
+) -> CloudEvent:
     """Wrap `data` (a Struct or plain JSON data) in an envelope for ``calls.<call_id>.<kind>``."""
     subject(call_id, kind)  # validates both tokens
     return CloudEvent(
+        specversion=SPEC_VERSION,
         id=event_id or uuid.uuid4().hex,
         source=source,
         type=event_type(kind),
         subject=call_id,
         time=utc_now(),
+        datacontenttype="application/json",
         data=msgspec.to_builtins(data),
+        lease=lease,
     )
 
 
@@ -161,6 +171,7 @@ class UpstreamOutcome(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=T
     latency_ms: float
     agent: str | None = None
     greeting: str | None = None
+    tool_timeouts_s: dict[str, float] | None = None
     status_code: int | None = None
     target_uri: str | None = None
 
@@ -183,3 +194,31 @@ class SessionLease(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True
 class Ended(msgspec.Struct, frozen=True, kw_only=True):
     reason: str
     duration_s: float
+
+
+class ToolRequested(msgspec.Struct, frozen=True, kw_only=True):
+    """``tool.requested``: the model called a function; Switchboard asks ``tools.<name>``."""
+
+    tool_call_id: str
+    name: str
+    arguments: str
+
+
+class ToolCompleted(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """``tool.completed``: what went back to the model (the output, or the error it was told)."""
+
+    tool_call_id: str
+    name: str
+    output: str
+    latency_ms: float
+    error: str | None = None
+
+
+class CommandRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """``command.<verb>``: a command served, with its outcome."""
+
+    verb: str
+    command: dict[str, Any]
+    ok: bool
+    error: str | None = None
+    served_by: str | None = None

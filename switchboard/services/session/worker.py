@@ -1,14 +1,16 @@
-"""Session workers: claim accepted calls, hold the sideband, relay every server event onto the bus.
+"""Session workers: claim accepted calls, hold each call's sideband, and hand calls over.
 
-Claiming and the lease: ``calls.*.accepted`` is a durable pull consumer shared by every worker. A worker
-fetches only as many messages as it has free slots (`SESSION_MAX_CALLS`), so its cap is exact. It holds
-the message for the life of the call and sends ``in_progress`` heartbeats; the message's ack-wait is the
-lease. If the worker dies, heartbeats stop, JetStream redelivers the message after the ack-wait and
-another worker re-attaches to the same call (attempt = delivery count). When the call ends the message
-is acknowledged; on drain it is nak'ed at once so another worker takes over without waiting.
+Claiming and the lease — JetStream redelivery with in-progress heartbeats, chosen over KV+TTL because
+the work queue already gives exactly what a lease needs: one holder per message, expiry when the
+holder stops renewing, and redelivery to another worker with a growing delivery count, which is the
+lease's fencing number (``attempt``). ``calls.*.accepted`` is a durable pull consumer shared by all
+workers; a worker asks for one call at a time and only while it has a free slot, so its cap
+(`SESSION_MAX_CALLS`) is exact whatever the burst, and waiting pull requests from several workers
+spread claims across them. Every claim is published as ``session.claimed``; a worker that sees a
+claim of its call with a higher attempt has lost it and stops at once, without writing more.
 
-Relayed events are published with ``Nats-Msg-Id = <call_id>:<event_id>``, so an event seen twice across
-a re-attach is stored once.
+Drain (SIGTERM): stop claiming, let calls end within the grace period, then hand the rest over —
+record ``session.released`` and nak the delivery so another worker re-attaches immediately.
 """
 
 from __future__ import annotations
@@ -17,23 +19,25 @@ import asyncio
 import contextlib
 import functools
 from datetime import datetime, timedelta
-from typing import Any
 
 import msgspec
+from nats.aio.subscription import Subscription
 
+from switchboard.services.session.call import CallSession
+from switchboard.services.session.lease import plan_claim, superseded
 from switchboard.shared import events
 from switchboard.shared.bus import Bus, Delivery, WorkQueue
 from switchboard.shared.config import Secret, Settings
-from switchboard.shared.errors import BusUnavailable, UpstreamError
+from switchboard.shared.errors import BusUnavailable
 from switchboard.shared.logging import get_logger
-from switchboard.shared.openai import Sideband
+from switchboard.shared.openai import CallsClient, Sideband
 
 log = get_logger(__name__)
 
 CONSUMER = "session"
-LEASE_S = 6.0
-_RECONNECT_ATTEMPTS = 5
-_RECONNECT_BASE_DELAY_S = 0.2
+TOOL_RUNS_BUCKET = "switchboard_tool_runs"
+LEASE_S = 1.5
+"""Ack-wait of a held call: a dead worker's calls are re-attached elsewhere after about this long."""
 
 
 class SessionWorker:
@@ -42,7 +46,13 @@ class SessionWorker:
     name = "session"
 
     def __init__(
-        self, settings: Settings, *, bus: Bus | None = None, lease_s: float = LEASE_S, worker: str | None = None
+        self,
+        settings: Settings,
+        *,
+        bus: Bus | None = None,
+        lease_s: float = LEASE_S,
+        worker: str | None = None,
+        drain_grace: timedelta | None = None,
     ) -> None:
         self._settings = settings
         self._api_key: Secret = settings.require_api_key()
@@ -51,96 +61,150 @@ class SessionWorker:
         self.lease_s = lease_s
         self.worker = worker or settings.worker_name
         self.max_calls = settings.session_max_calls
-        self.live: dict[str, asyncio.Task[None]] = {}
+        self.drain_grace = drain_grace
+        self.live: dict[str, CallSession] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
         self._slot_freed = asyncio.Event()
         self._stop = asyncio.Event()
         self._draining = False
+        self._calls = CallsClient(settings.openai_base_url, self._api_key)
+        self.ready = False
 
     # --- lifecycle -----------------------------------------------------------------------------------
 
     async def run(self) -> None:
         if self._bus is None:
             self._bus = await Bus.for_service(self._settings, "session")
-        await self._bus.ensure_stream()
-        queue = await self._bus.work_queue(
-            CONSUMER, f"{events.SUBJECT_ROOT}.*.accepted", ack_wait_s=self.lease_s, max_deliver=-1
-        )
+        bus = self._bus
+        await bus.ensure_stream()
+        queue = await bus.work_queue(CONSUMER, f"{events.SUBJECT_ROOT}.*.accepted", ack_wait_s=self.lease_s)
+        self._tool_runs = await bus.key_value(TOOL_RUNS_BUCKET, ttl_s=24 * 3600)
+        claims: Subscription = await bus.watch(f"{events.SUBJECT_ROOT}.*.session.claimed", self._on_claim_seen)
+        self.ready = True
         log.info("session_worker_started", worker=self.worker, max_calls=self.max_calls)
         try:
             await self._claim_loop(queue)
+            if self._tasks:
+                await asyncio.gather(*self._tasks.values(), return_exceptions=True)
         finally:
-            if self.live:
-                await asyncio.gather(*self.live.values(), return_exceptions=True)
+            self.ready = False
+            with contextlib.suppress(Exception):
+                await claims.unsubscribe()
+            await self._calls.aclose()
             if self._owns_bus:
-                await self._bus.close()
+                await bus.close()
 
     async def shutdown(self, grace: timedelta = timedelta(seconds=20)) -> None:
-        """Stop claiming; let live calls finish within `grace`, then hand the rest over."""
+        """Stop claiming; let live calls finish within the grace period, then hand the rest over."""
         if self._stop.is_set():
             return
+        self.ready = False
         self._stop.set()
         self._slot_freed.set()
-        tasks = list(self.live.values())
-        if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=grace.total_seconds())
-            self._draining = True
-            for task in pending:
-                task.cancel(msg="handover")
-            if pending:
-                await asyncio.wait(pending, timeout=5.0)
+        wait_s = (self.drain_grace if self.drain_grace is not None else grace).total_seconds()
+        tasks = list(self._tasks.values())
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=wait_s)
+        self._draining = True
+        for task in pending:
+            task.cancel(msg="handover")
+        if pending:
+            await asyncio.wait(pending, timeout=5.0)
 
     async def _claim_loop(self, queue: WorkQueue) -> None:
         while not self._stop.is_set():
-            free = self.max_calls - len(self.live)
-            if free <= 0:
+            if len(self._tasks) >= self.max_calls:
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
                 continue
             try:
-                deliveries = await queue.fetch(free, timeout_s=1.0)
+                # One at a time: waiting pull requests from all workers share the claims out.
+                deliveries = await queue.fetch(1, timeout_s=1.0)
             except Exception as exc:  # the bus blinked: keep trying, never exit
                 log.warning("claim_fetch_failed", worker=self.worker, error=str(exc))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), 1.0)
                 continue
             for delivery in deliveries:
+                call_id = events.parse_subject(delivery.subject)[0]
                 if self._stop.is_set():
                     await delivery.nak(0)
-                    continue
-                call_id = events.parse_subject(delivery.subject)[0]
-                if call_id in self.live:  # our own lease came back to us: keep the running session
+                elif call_id in self._tasks:  # our own call came back (a beat was late): keep holding it
                     await delivery.in_progress()
-                    continue
-                task = asyncio.create_task(self._serve(call_id, delivery), name=f"call-{call_id}")
-                self.live[call_id] = task
-                task.add_done_callback(functools.partial(self._release_slot, call_id))
+                else:
+                    task = asyncio.create_task(self._hold(call_id, delivery), name=f"call-{call_id}")
+                    self._tasks[call_id] = task
+                    task.add_done_callback(functools.partial(self._release_slot, call_id))
 
     def _release_slot(self, call_id: str, _task: asyncio.Task[None]) -> None:
+        self._tasks.pop(call_id, None)
         self.live.pop(call_id, None)
         self._slot_freed.set()
 
-    # --- one call ------------------------------------------------------------------------------------
+    async def _on_claim_seen(self, subject: str, payload: bytes) -> None:
+        """Someone claimed a call: if it is one of ours with a newer lease, we lost it — stop at once."""
+        call_id = events.parse_subject(subject)[0]
+        session = self.live.get(call_id)
+        task = self._tasks.get(call_id)
+        if session is None or task is None:
+            return
+        try:
+            claim = events.payload(events.decode(payload), events.SessionLease)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            return
+        if superseded(session.attempt, claim):
+            session.log.warning("lease_lost", new_worker=claim.worker, new_attempt=claim.attempt)
+            task.cancel(msg="lost")
 
-    async def _serve(self, call_id: str, delivery: Delivery) -> None:
+    # --- holding one call ----------------------------------------------------------------------------
+
+    async def _hold(self, call_id: str, delivery: Delivery) -> None:
         assert self._bus is not None
         bus = self._bus
         bound = log.bind(call_id=call_id, worker=self.worker, attempt=delivery.attempt)
         heartbeat = asyncio.create_task(self._heartbeat(delivery))
+        session: CallSession | None = None
         try:
             accepted_event = delivery.event()
             accepted = events.payload(accepted_event, events.UpstreamOutcome)
+            plan = plan_claim(
+                last_claimed=await _lease(bus, call_id, "session.claimed"),
+                last_released=await _lease(bus, call_id, "session.released"),
+                ended=await bus.last_event(call_id, "ended") is not None,
+            )
+            if plan.skip:
+                await delivery.ack()
+                bound.info("claim_skipped_call_ended")
+                return
+            if plan.lost is not None:
+                await bus.record(call_id, "session.lost", plan.lost, msg_id=f"{call_id}:lost:{plan.lost.attempt}")
+                bound.warning("call_taken_over", previous_worker=plan.lost.worker)
             lease = events.SessionLease(worker=self.worker, attempt=delivery.attempt)
             await bus.record(call_id, "session.claimed", lease, msg_id=f"{call_id}:claimed:{delivery.attempt}")
             bound.info("call_claimed")
-            reason = await self._relay(call_id, delivery.attempt, accepted, bound)
+            session = CallSession(
+                bus=bus,
+                call_id=call_id,
+                attempt=delivery.attempt,
+                worker=self.worker,
+                accepted=accepted,
+                greet=plan.greet,
+                open_sideband=self._open_sideband,
+                calls=self._calls,
+                tool_runs=self._tool_runs,
+            )
+            self.live[call_id] = session
+            reason = await session.run()
+            reason = await _commanded_reason(bus, call_id) or reason
             duration = _seconds_since(accepted_event.time)
-            await bus.record(call_id, "ended", events.Ended(reason=reason, duration_s=duration))
+            await bus.record(call_id, "ended", events.Ended(reason=reason, duration_s=duration), lease=delivery.attempt)
             released = events.SessionLease(worker=self.worker, attempt=delivery.attempt, reason="ended")
             await bus.record(call_id, "session.released", released, msg_id=f"{call_id}:released:{delivery.attempt}")
             await delivery.ack()
             bound.info("call_ended", reason=reason, duration_s=duration)
         except asyncio.CancelledError:
-            if self._draining:
+            if self._draining and session is not None:
                 await self._hand_over(call_id, delivery, bound)
             raise
         except (BusUnavailable, msgspec.ValidationError) as exc:
@@ -149,7 +213,7 @@ class SessionWorker:
         finally:
             heartbeat.cancel()
 
-    async def _hand_over(self, call_id: str, delivery: Delivery, bound: Any) -> None:
+    async def _hand_over(self, call_id: str, delivery: Delivery, bound: object) -> None:
         assert self._bus is not None
         with contextlib.suppress(Exception):
             released = events.SessionLease(worker=self.worker, attempt=delivery.attempt, reason="drain")
@@ -157,83 +221,32 @@ class SessionWorker:
                 call_id, "session.released", released, msg_id=f"{call_id}:released:{delivery.attempt}", timeout_s=2.0
             )
             await delivery.nak(0)
-            bound.info("call_handed_over")
+            log.info("call_handed_over", call_id=call_id, worker=self.worker)
 
     async def _heartbeat(self, delivery: Delivery) -> None:
         while True:
-            await asyncio.sleep(self.lease_s / 3)
+            await asyncio.sleep(self.lease_s / 4)
             try:
                 await delivery.in_progress()
             except Exception as exc:  # a missed beat is survivable; the next one may land
                 log.warning("lease_heartbeat_failed", subject=delivery.subject, error=str(exc))
 
-    async def _open(self, call_id: str) -> Sideband:
+    async def _open_sideband(self, call_id: str) -> Sideband:
         return await Sideband.open(self._settings.openai_base_url, call_id, self._api_key)
 
-    async def _relay(self, call_id: str, attempt: int, accepted: events.UpstreamOutcome, bound: Any) -> str:
-        """Hold the sideband until the call ends; return the end reason."""
-        assert self._bus is not None
-        greeted = attempt > 1  # a re-attached call was greeted by its first worker
-        failures = 0
-        while True:
-            try:
-                sideband = await self._open(call_id)
-            except UpstreamError as exc:
-                if exc.status is not None and exc.status < 500:
-                    bound.warning("sideband_refused", status=exc.status, code=exc.code)
-                    failed = events.Failed(stage="sideband", message=str(exc), http_status=exc.status, code=exc.code)
-                    await self._bus.record(call_id, "failed", failed, msg_id=f"{call_id}:failed:sideband")
-                    return "call_gone" if exc.status == 404 else "sideband_refused"
-                failures += 1
-                if failures > _RECONNECT_ATTEMPTS:
-                    bound.warning("sideband_unreachable", error=str(exc))
-                    return "sideband_unreachable"
-                await asyncio.sleep(_RECONNECT_BASE_DELAY_S * 2 ** (failures - 1))
-                continue
-            bound.info("sideband_attached")
-            try:
-                async for server_event in sideband.events():
-                    failures = 0
-                    kind = server_event.get("type")
-                    if kind == "session.created" and not greeted:
-                        greeted = True
-                        await sideband.send(_greeting(accepted.greeting))
-                    await self._publish_server_event(call_id, server_event)
-            finally:
-                with contextlib.suppress(Exception):
-                    await sideband.close()
-            closed = sideband.closed
-            if closed is not None and closed.code is not None:
-                return closed.reason or "sideband_closed"
-            # Dropped without a close frame: the call may still be alive, so re-attach.
-            failures += 1
-            bound.warning("sideband_dropped", attempt=failures)
-            if failures > _RECONNECT_ATTEMPTS:
-                return "sideband_lost"
-            await asyncio.sleep(_RECONNECT_BASE_DELAY_S * 2 ** (failures - 1))
 
-    async def _publish_server_event(self, call_id: str, server_event: dict[str, Any]) -> None:
-        assert self._bus is not None
-        type_ = server_event.get("type")
-        kind = events.rt_kind(type_) if isinstance(type_, str) and _safe_kind(type_) else "rt.unknown"
-        event_id = server_event.get("event_id")
-        msg_id = f"{call_id}:{event_id}" if isinstance(event_id, str) else None
-        await self._bus.publish(self._bus.event(call_id, kind, server_event), msg_id=msg_id)
+async def _lease(bus: Bus, call_id: str, kind: str) -> events.SessionLease | None:
+    event = await bus.last_event(call_id, kind)
+    return None if event is None else events.payload(event, events.SessionLease)
 
 
-def _safe_kind(type_: str) -> bool:
-    try:
-        events.subject("x", events.rt_kind(type_))
-    except ValueError:
-        return False
-    return True
-
-
-def _greeting(instructions: str | None) -> dict[str, Any]:
-    event: dict[str, Any] = {"type": "response.create"}
-    if instructions:
-        event["response"] = {"instructions": instructions}
-    return event
+async def _commanded_reason(bus: Bus, call_id: str) -> str | None:
+    """If a hangup or refer command ended the call, say so rather than 'remote_hangup'."""
+    for verb, reason in (("hangup", "hangup"), ("refer", "referred")):
+        event = await bus.last_event(call_id, f"command.{verb}")
+        if event is not None and isinstance(event.data, dict) and event.data.get("ok"):
+            return reason
+    return None
 
 
 def _seconds_since(timestamp: str) -> float:

@@ -1,0 +1,297 @@
+"""One live call held by a session worker: the sideband, the relay, the lease, tools and commands.
+
+`CallSession.run()` returns the end reason once the call is over; it is cancelled with
+``"lost"`` when another worker claims the call (stop at once, record nothing more) or ``"handover"``
+when this worker drains (release the lease so another worker re-attaches).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+from nats.aio.subscription import Subscription
+from nats.js.errors import KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
+
+from switchboard.services.session import turns
+from switchboard.shared import events
+from switchboard.shared.bus import Bus
+from switchboard.shared.errors import BusUnavailable, NoResponder, UpstreamError
+from switchboard.shared.logging import get_logger
+from switchboard.shared.openai import CallsClient, Sideband
+
+log = get_logger(__name__)
+
+DEFAULT_TOOL_TIMEOUT_S = 10.0
+_RECONNECT_ATTEMPTS = 5
+_RECONNECT_BASE_DELAY_S = 0.2
+
+SidebandOpener = Callable[[str], Awaitable[Sideband]]
+
+
+class CallSession:
+    """The worker-side state of one call while this worker holds its lease."""
+
+    def __init__(
+        self,
+        *,
+        bus: Bus,
+        call_id: str,
+        attempt: int,
+        worker: str,
+        accepted: events.UpstreamOutcome,
+        greet: bool,
+        open_sideband: SidebandOpener,
+        calls: CallsClient,
+        tool_runs: KeyValue,
+    ) -> None:
+        self.bus = bus
+        self.call_id = call_id
+        self.attempt = attempt
+        self.worker = worker
+        self.accepted = accepted
+        self._greet = greet
+        self._open_sideband = open_sideband
+        self._calls = calls
+        self._tool_runs = tool_runs
+        self._sideband: Sideband | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._subscriptions: list[Subscription] = []
+        self._ending_reason: str | None = None  # set when we ended the call (hangup, transfer)
+        self._hangup_after_response = False
+        self.log = log.bind(call_id=call_id, worker=worker, attempt=attempt)
+
+    # --- the relay -----------------------------------------------------------------------------------
+
+    async def run(self) -> str:
+        """Hold the sideband until the call ends; return the end reason."""
+        await self._serve_commands()
+        try:
+            return await self._relay()
+        finally:
+            for sub in self._subscriptions:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
+            for task in list(self._tasks):
+                task.cancel()
+            if self._tasks:
+                await asyncio.wait(self._tasks, timeout=2.0)
+
+    async def _relay(self) -> str:
+        failures = 0
+        while True:
+            try:
+                sideband = await self._open_sideband(self.call_id)
+            except UpstreamError as exc:
+                if exc.status is not None and exc.status < 500:
+                    self.log.warning("sideband_refused", status=exc.status, code=exc.code)
+                    failed = events.Failed(stage="sideband", message=str(exc), http_status=exc.status, code=exc.code)
+                    await self.bus.record(self.call_id, "failed", failed, msg_id=f"{self.call_id}:failed:sideband")
+                    return "call_gone" if exc.status == 404 else "sideband_refused"
+                failures += 1
+                if failures > _RECONNECT_ATTEMPTS:
+                    self.log.warning("sideband_unreachable", error=str(exc))
+                    return "sideband_unreachable"
+                await asyncio.sleep(_RECONNECT_BASE_DELAY_S * 2 ** (failures - 1))
+                continue
+            self._sideband = sideband
+            self.log.info("sideband_attached", reconnects=failures)
+            try:
+                async for server_event in sideband.events():
+                    failures = 0
+                    await self._on_server_event(server_event)
+            finally:
+                self._sideband = None
+                with contextlib.suppress(Exception):
+                    await sideband.close()
+            closed = sideband.closed
+            if closed is not None and closed.code is not None:
+                # OpenAI closes the sideband when the call is over; unless we ended it (or a command
+                # did — the worker checks), the other side hung up.
+                default = "caller_hangup" if closed.code == 1000 else f"sideband_closed_{closed.code}"
+                return self._ending_reason or closed.reason or default
+            # Dropped without a close frame (network, 1006): the call may still be alive, so re-attach.
+            failures += 1
+            self.log.warning("sideband_dropped", reconnects=failures)
+            if failures > _RECONNECT_ATTEMPTS:
+                return "sideband_lost"
+            await asyncio.sleep(_RECONNECT_BASE_DELAY_S * 2 ** (failures - 1))
+
+    async def _on_server_event(self, server_event: dict[str, Any]) -> None:
+        type_ = server_event.get("type")
+        if type_ == "session.created" and self._greet:
+            self._greet = False
+            await self.send(turns.response_create(self.accepted.greeting))
+        await self._publish(server_event)
+        if type_ == "response.done":
+            if self._hangup_after_response:
+                self._hangup_after_response = False
+                self._spawn(self._hang_up("end_call"))
+            calls = turns.function_calls(server_event)
+            if calls:
+                self._spawn(self._answer_tools(calls))
+
+    async def _publish(self, server_event: dict[str, Any]) -> None:
+        type_ = server_event.get("type")
+        kind = events.rt_kind(type_) if isinstance(type_, str) and _safe_kind(type_) else "rt.unknown"
+        event_id = server_event.get("event_id")
+        # The same OpenAI event seen by two holders across a re-attach is stored once.
+        msg_id = f"{self.call_id}:{event_id}" if isinstance(event_id, str) else None
+        await self.bus.publish(self.bus.event(self.call_id, kind, server_event, lease=self.attempt), msg_id=msg_id)
+
+    async def send(self, client_event: dict[str, Any]) -> None:
+        """Send a client event on the sideband; raises `UpstreamError` when it is not attached."""
+        sideband = self._sideband
+        if sideband is None:
+            raise UpstreamError(None, None, "the sideband is not attached right now")
+        await sideband.send(client_event)
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # --- tools ---------------------------------------------------------------------------------------
+
+    async def _answer_tools(self, calls: list[turns.FunctionCall]) -> None:
+        results = await asyncio.gather(*(self._run_tool(c) for c in calls))
+        answered = [r for r in results if r is not None]
+        if not answered:
+            return
+        try:
+            for tool_call_id, output in answered:
+                await self.send(turns.function_output(tool_call_id, output))
+            await self.send(turns.response_create())
+        except (UpstreamError, TimeoutError, OSError) as exc:
+            self.log.warning("tool_output_not_sent", error=str(exc))
+
+    async def _run_tool(self, call: turns.FunctionCall) -> tuple[str, str] | None:
+        """Run one function call once (cluster-wide, by its id); (tool_call_id, output) or None if not ours."""
+        try:
+            await self._tool_runs.create(_kv_key(call.tool_call_id), self.worker.encode())
+        except KeyWrongLastSequenceError:
+            self.log.info("tool_already_run", tool=call.name, tool_call_id=call.tool_call_id)
+            return None
+        requested = events.ToolRequested(tool_call_id=call.tool_call_id, name=call.name, arguments=call.arguments)
+        await self.bus.record(
+            self.call_id, "tool.requested", requested, msg_id=f"{self.call_id}:tool:{call.tool_call_id}:req",
+            lease=self.attempt,
+        )  # fmt: skip
+        started = time.perf_counter()
+        output, error = await self._execute(call)
+        completed = events.ToolCompleted(
+            tool_call_id=call.tool_call_id,
+            name=call.name,
+            output=output,
+            error=error,
+            latency_ms=round((time.perf_counter() - started) * 1000, 2),
+        )
+        await self.bus.record(
+            self.call_id, "tool.completed", completed, msg_id=f"{self.call_id}:tool:{call.tool_call_id}:done",
+            lease=self.attempt,
+        )  # fmt: skip
+        self.log.info("tool_completed", tool=call.name, error=error, latency_ms=completed.latency_ms)
+        return call.tool_call_id, output
+
+    async def _execute(self, call: turns.FunctionCall) -> tuple[str, str | None]:
+        if call.name == turns.TRANSFER_CALL:
+            return await self._transfer(turns.parse_arguments(call.arguments))
+        if call.name == turns.END_CALL:
+            # Let the model say goodbye first: hang up when that response is done.
+            self._hangup_after_response = True
+            return turns.output_text({"output": {"ok": True, "note": "say goodbye; the call ends after it"}})
+        timeout_s = (self.accepted.tool_timeouts_s or {}).get(call.name, DEFAULT_TOOL_TIMEOUT_S)
+        request = {"call_id": self.call_id, "name": call.name, "arguments": call.arguments,
+                   "tool_call_id": call.tool_call_id}  # fmt: skip
+        try:
+            raw = await self.bus.request(f"tools.{call.name}", msgspec.json.encode(request), timeout_s=timeout_s)
+            reply = msgspec.json.decode(raw)
+        except NoResponder:
+            return turns.output_text({"error": f"the tool {call.name} is not available"})
+        except BusUnavailable:
+            return turns.output_text({"error": f"the tool {call.name} did not answer within {timeout_s:g} s"})
+        except msgspec.DecodeError:
+            return turns.output_text({"error": f"the tool {call.name} answered with something that is not JSON"})
+        if not isinstance(reply, dict):
+            return turns.output_text({"output": reply})
+        return turns.output_text(reply)
+
+    async def _transfer(self, arguments: dict[str, Any]) -> tuple[str, str | None]:
+        target = arguments.get("target_uri")
+        if not isinstance(target, str) or not target.startswith(("tel:", "sip:", "sips:")):
+            return turns.output_text({"error": "transfer_call needs a target_uri starting with tel: or sip:"})
+        try:
+            await self._calls.refer(self.call_id, target)
+        except UpstreamError as exc:
+            return turns.output_text({"error": f"the transfer failed: {exc}"})
+        self._ending_reason = "referred"
+        return turns.output_text({"output": {"ok": True, "transferred_to": target}})
+
+    async def _hang_up(self, reason: str) -> None:
+        self._ending_reason = reason
+        try:
+            await self._calls.hangup(self.call_id)
+        except UpstreamError as exc:
+            self.log.warning("hangup_failed", status=exc.status, code=exc.code)
+
+    # --- commands (served by the holder of the call) -------------------------------------------------
+
+    async def _serve_commands(self) -> None:
+        for verb in ("say", "send"):
+            sub = await self.bus.serve(f"cmd.{self.call_id}.{verb}", self._on_command)
+            self._subscriptions.append(sub)
+
+    async def _on_command(self, subject: str, payload: bytes) -> bytes:
+        verb = subject.rsplit(".", 1)[-1]
+        try:
+            command = msgspec.json.decode(payload) if payload else {}
+        except msgspec.DecodeError:
+            command = None
+        error: str | None = None
+        if not isinstance(command, dict):
+            error = "the command must be a JSON object"
+            command = {}
+        elif verb == "say":
+            instructions = command.get("instructions")
+            if not isinstance(instructions, str) or not instructions:
+                error = "say needs a non-empty 'instructions' string"
+            else:
+                error = await self._try_send(turns.response_create(instructions))
+        else:
+            if not isinstance(command.get("type"), str):
+                error = "send needs a client event with a 'type'"
+            else:
+                error = await self._try_send(command)
+        record = events.CommandRecord(verb=verb, command=command, ok=error is None, error=error, served_by=self.worker)
+        with contextlib.suppress(BusUnavailable):
+            await self.bus.record(
+                self.call_id, f"command.{verb}", record, msg_id=f"{self.call_id}:cmd:{uuid.uuid4().hex}",
+                lease=self.attempt,
+            )  # fmt: skip
+        reply: dict[str, Any] = {"ok": True} if error is None else {"ok": False, "error": error}
+        return msgspec.json.encode(reply)
+
+    async def _try_send(self, client_event: dict[str, Any]) -> str | None:
+        try:
+            await self.send(client_event)
+        except (UpstreamError, TimeoutError, OSError) as exc:
+            return str(exc) or type(exc).__name__
+        return None
+
+
+def _safe_kind(type_: str) -> bool:
+    try:
+        events.subject("x", events.rt_kind(type_))
+    except ValueError:
+        return False
+    return True
+
+
+def _kv_key(tool_call_id: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in tool_call_id) or "_"
