@@ -214,10 +214,17 @@ class OpenAIApi:
         )
         await ws.prepare(request)
         connection.status = 101
+        if call.record.ended:
+            # The call ended while the upgrade was in flight: like the real API, close at once.
+            connection.close_code = 1000
+            await ws.close(code=1000)
+            return ws
         sideband = await realtime.attach(ws, request.transport, connection)
         bound = log.bind(call_id=call_id, index=connection.index)
         bound.info("sideband_attached", open=len(realtime.sidebands))
         self._emulator.sideband_attached(call)
+        if call.record.ended:  # it ended while we were attaching: the teardown may have missed us
+            await ws.close(code=1000)
         try:
             async for message in ws:
                 if message.type == web.WSMsgType.TEXT:

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
-import signal
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -19,46 +15,7 @@ from switchboard.shared.bus import Bus
 from switchboard.shared.events import SessionLease
 from switchboard.shared.natsserver import NatsServer, free_port
 from tests.e2e.conftest import call_events
-
-CLI = [sys.executable, "-m", "switchboard"]
-
-
-class Proc:
-    """A `switchboard` subprocess whose stdout lines are collected as they come."""
-
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
-        self.proc = proc
-        self.lines: list[str] = []
-        self._reader = asyncio.create_task(self._read())
-
-    async def _read(self) -> None:
-        assert self.proc.stdout is not None
-        async for line in self.proc.stdout:
-            self.lines.append(line.decode().rstrip("\n"))
-
-    async def wait_for_line(self, fragment: str, timeout_s: float = 15.0) -> str:
-        async with asyncio.timeout(timeout_s):
-            while True:
-                found = next((line for line in self.lines if fragment in line), None)
-                if found is not None:
-                    return found
-                await asyncio.sleep(0.02)
-
-    async def stop(self, timeout_s: float = 15.0) -> int:
-        if self.proc.returncode is None:
-            self.proc.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(timeout_s):
-            code = await self.proc.wait()
-            await self._reader
-        return code
-
-
-async def spawn(*args: str, env: dict[str, str]) -> Proc:
-    proc = await asyncio.create_subprocess_exec(
-        *CLI, *args, env={**os.environ, "LOG_LEVEL": "warning", **env},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL, stdin=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
-    return Proc(proc)
+from tests.processes import Proc, spawn
 
 
 @pytest.fixture
@@ -108,9 +65,7 @@ async def test_demo_exits_zero_with_calls_accepted_rejected_and_referred(procs: 
     env.pop("NATS_URL", None)
     demo = await spawn("demo", "--pace", "0", env={**env, "OPENAI_API_KEY": "", "NATS_URL": ""})
     procs.append(demo)
-    async with asyncio.timeout(100):
-        code = await demo.proc.wait()
-        await demo._reader
+    code = await demo.wait(100)
     output = "\n".join(demo.lines)
     assert code == 0, output
     for outcome in ("accepted (concierge)", "rejected 603", "referred tel:+14155550123", "all as expected"):

@@ -38,6 +38,7 @@ CONSUMER = "session"
 TOOL_RUNS_BUCKET = "switchboard_tool_runs"
 LEASE_S = 1.5
 """Ack-wait of a held call: a dead worker's calls are re-attached elsewhere after about this long."""
+_FETCH_WAIT_S = 1.0
 
 
 class SessionWorker:
@@ -52,7 +53,6 @@ class SessionWorker:
         bus: Bus | None = None,
         lease_s: float = LEASE_S,
         worker: str | None = None,
-        drain_grace: timedelta | None = None,
     ) -> None:
         self._settings = settings
         self._api_key: Secret = settings.require_api_key()
@@ -61,11 +61,11 @@ class SessionWorker:
         self.lease_s = lease_s
         self.worker = worker or settings.worker_name
         self.max_calls = settings.session_max_calls
-        self.drain_grace = drain_grace
         self.live: dict[str, CallSession] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._slot_freed = asyncio.Event()
         self._stop = asyncio.Event()
+        self._claiming_stopped = asyncio.Event()
         self._draining = False
         self._calls = CallsClient(settings.openai_base_url, self._api_key)
         self.ready = False
@@ -83,7 +83,10 @@ class SessionWorker:
         self.ready = True
         log.info("session_worker_started", worker=self.worker, max_calls=self.max_calls)
         try:
-            await self._claim_loop(queue)
+            try:
+                await self._claim_loop(queue)
+            finally:
+                self._claiming_stopped.set()
             if self._tasks:
                 await asyncio.gather(*self._tasks.values(), return_exceptions=True)
         finally:
@@ -95,13 +98,18 @@ class SessionWorker:
                 await bus.close()
 
     async def shutdown(self, grace: timedelta = timedelta(seconds=20)) -> None:
-        """Stop claiming; let live calls finish within the grace period, then hand the rest over."""
+        """Stop claiming; let live calls finish (up to SESSION_DRAIN_GRACE_S, within `grace`), then hand
+        the rest over."""
         if self._stop.is_set():
             return
         self.ready = False
         self._stop.set()
         self._slot_freed.set()
-        wait_s = (self.drain_grace if self.drain_grace is not None else grace).total_seconds()
+        # Our last pull request must expire before calls are handed over, or the server could hand a
+        # released call straight back to this leaving worker.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._claiming_stopped.wait(), _FETCH_WAIT_S + 2)
+        wait_s = min(grace.total_seconds(), self._settings.session_drain_grace_s)
         tasks = list(self._tasks.values())
         if not tasks:
             return
@@ -120,7 +128,7 @@ class SessionWorker:
                 continue
             try:
                 # One at a time: waiting pull requests from all workers share the claims out.
-                deliveries = await queue.fetch(1, timeout_s=1.0)
+                deliveries = await queue.fetch(1, timeout_s=_FETCH_WAIT_S)
             except Exception as exc:  # the bus blinked: keep trying, never exit
                 log.warning("claim_fetch_failed", worker=self.worker, error=str(exc))
                 with contextlib.suppress(TimeoutError):

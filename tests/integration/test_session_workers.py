@@ -1,0 +1,339 @@
+"""Session workers against a real nats-server and the emulator: cap, failover, drain, tools, commands."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from switchboard.emulator.scripts import AskTool, Hangup, Pause, Say, Script
+from switchboard.local import LocalSystem
+from switchboard.services.session.call import CallSession
+from switchboard.services.session.worker import TOOL_RUNS_BUCKET, SessionWorker
+from switchboard.shared.bus import Bus
+from switchboard.shared.config import Settings
+from switchboard.shared.errors import NoResponder
+from switchboard.shared.events import CloudEvent, SessionLease, UpstreamOutcome, payload
+from switchboard.shared.natsserver import NatsServer
+from switchboard.shared.openai import CallsClient, Sideband
+from tests.e2e.conftest import call_events
+from tests.processes import Proc, spawn
+from tests.waiting import eventually
+
+POLICY = """
+version: 1
+agents:
+  assistant:
+    instructions: Help with orders.
+    greeting: Say hello.
+    tools:
+      - {name: lookup_order, description: Look up an order, timeout_s: 0.5,
+         parameters: {type: object, properties: {order_id: {type: string}}}}
+      - {name: end_call, description: End the call after saying goodbye}
+      - {name: transfer_call, description: Transfer the caller,
+         parameters: {type: object, properties: {target_uri: {type: string}}}}
+default:
+  accept: {agent: assistant}
+"""
+
+GOODBYE = Script("goodbye", (Say("Hello!"), AskTool("That's all, bye.", "end_call", {}), Pause(30)))
+
+
+@pytest.fixture
+async def front(nats_server: NatsServer, tmp_path: Path) -> AsyncIterator[LocalSystem]:
+    """Ingress, controller and emulator (no session workers): accepted calls wait to be claimed."""
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY)
+    settings = Settings(
+        nats_url=nats_server.url, emulator_port=0, ingress_port=0, ingress_host="127.0.0.1",
+        policy_path=str(policy), session_max_calls=2, session_drain_grace_s=0.0,
+    )  # fmt: skip
+    system = LocalSystem(settings, data_dir=tmp_path, workers=0, pace=0)
+    await system.start()
+    try:
+        yield system
+    finally:
+        await system.stop()
+
+
+@pytest.fixture
+async def start_worker(front: LocalSystem) -> AsyncIterator[Callable[[str], Awaitable[SessionWorker]]]:
+    """Start in-process session workers with the front's settings; all stopped after the test."""
+    workers: list[tuple[SessionWorker, asyncio.Task[None]]] = []
+
+    async def start(name: str) -> SessionWorker:
+        worker = SessionWorker(front.settings, worker=name)
+        workers.append((worker, asyncio.create_task(worker.run())))
+        await eventually(lambda: worker.ready, what=f"{name} ready")
+        return worker
+
+    yield start
+    for worker, task in workers:
+        await worker.shutdown()
+        await asyncio.wait_for(task, 10)
+
+
+@pytest.fixture
+async def procs() -> AsyncIterator[list[Proc]]:
+    started: list[Proc] = []
+    yield started
+    for p in started:
+        if p.proc.returncode is None:
+            await p.kill()
+
+
+def worker_env(front: LocalSystem, name: str) -> dict[str, str]:
+    s = front.settings
+    assert s.openai_api_key is not None and s.nats_url is not None
+    return {"NATS_URL": s.nats_url, "OPENAI_API_KEY": s.openai_api_key.reveal(), "OPENAI_BASE_URL":
+            s.openai_base_url, "SWITCHBOARD_WORKER": name, "SESSION_DRAIN_GRACE_S": "0"}  # fmt: skip
+
+
+def claims(events: list[CloudEvent]) -> list[SessionLease]:
+    return [msgspec.convert(e.data, SessionLease) for e in events if e.kind == "session.claimed"]
+
+
+async def kinds_of(bus: Bus, call_id: str, kind: str) -> list[CloudEvent]:
+    info = await bus.js.stream_info("CALLS", subjects_filter=f"calls.{call_id}.{kind}")
+    if not sum((info.state.subjects or {}).values()):
+        return []
+    found = []
+    async for event in bus.follow(f"calls.{call_id}.{kind}", from_start=True):
+        found.append(event)
+        if len(found) == sum((info.state.subjects or {}).values()):
+            break
+    return found
+
+
+async def test_a_burst_never_exceeds_any_workers_cap_and_every_call_is_served(
+    front: LocalSystem, bus: Bus, start_worker: Callable[[str], Awaitable[SessionWorker]]
+) -> None:
+    """12 calls on 2 workers capped at 2: never more than 2 live per worker, all served as slots free."""
+    emulator = front.emulator
+    assert emulator is not None
+    workers = [await start_worker("w1"), await start_worker("w2")]
+    peak = {w.worker: 0 for w in workers}
+    peak_sockets = 0
+
+    async def sample() -> None:
+        nonlocal peak_sockets
+        while True:
+            for w in workers:
+                peak[w.worker] = max(peak[w.worker], len(w.live))
+            open_sockets = sum(1 for c in emulator.calls.values() for s in c.sideband_connections
+                               if s.status == 101 and s.closed_at is None)  # fmt: skip
+            peak_sockets = max(peak_sockets, open_sockets)
+            await asyncio.sleep(0.005)
+
+    sampler = asyncio.create_task(sample())
+    call_ids = [emulator.place_call(f"+1415555{i:04d}", "+18005550100", script="hold") for i in range(12)]
+    served: set[str] = set()
+    while len(served) < len(call_ids):
+        live = await eventually(
+            lambda: [c for w in workers for c in w.live if c not in served and emulator.calls[c].sideband_count],
+            what="a call is live",
+        )
+        for call_id in live:
+            await emulator.caller_hangup(call_id)
+            served.add(call_id)
+    for call_id in call_ids:
+        await call_events(bus, call_id)
+    sampler.cancel()
+    assert max(peak.values()) == 2 and min(peak.values()) >= 1, peak
+    assert peak_sockets <= 4
+
+
+async def test_a_killed_workers_call_is_reattached_and_no_event_is_lost_or_doubled(
+    front: LocalSystem, bus: Bus, procs: list[Proc]
+) -> None:
+    """kill -9 mid-call: another worker re-attaches (session.lost, claimed attempt 2) and relays on."""
+    emulator = front.emulator
+    assert emulator is not None
+    first = await spawn("session", env=worker_env(front, "doomed"))
+    procs.append(first)
+    call_id = emulator.place_call("+14155550101", "+18005550100", script="hold")
+    # Kill between turns: what a dying process had read but not yet published is gone with it.
+    await eventually(lambda: kinds_of(bus, call_id, "rt.response.done"), what="greeting relayed")
+    second = await spawn("session", env=worker_env(front, "survivor"))
+    procs.append(second)
+    await first.kill()
+    await eventually(lambda: emulator.calls[call_id].sideband_count == 2, timeout=10, what="re-attached")
+    reply = await bus.request(f"cmd.{call_id}.say", b'{"instructions": "Say: still here"}', timeout_s=5)
+    assert msgspec.json.decode(reply) == {"ok": True}
+    await eventually(lambda: emulator.calls[call_id].server_event_types().count("response.done") == 2)
+    await emulator.caller_hangup(call_id)
+    events = await call_events(bus, call_id)
+    assert [(c.worker, c.attempt) for c in claims(events)] == [("doomed", 1), ("survivor", 2)]
+    lost = [e.data for e in events if e.kind == "session.lost"]
+    assert lost == [{"worker": "doomed", "attempt": 1, "reason": "lease_expired"}]
+    relayed = [e.data for e in events if e.kind.startswith("rt.")]
+    sent = emulator.calls[call_id].server_events
+    assert [e["type"] for e in relayed] == [e["type"] for e in sent]
+    assert relayed == sent
+    assert [e.kind for e in events].count("ended") == 1
+
+
+async def test_sigterm_hands_a_live_call_over_and_exits_zero(front: LocalSystem, bus: Bus, procs: list[Proc]) -> None:
+    """SIGTERM mid-call: the worker releases the call, exits 0, and another worker takes it at once."""
+    emulator = front.emulator
+    assert emulator is not None
+    first = await spawn("session", env=worker_env(front, "leaving"))
+    procs.append(first)
+    call_id = emulator.place_call("+14155550101", "+18005550100", script="hold")
+    await eventually(lambda: emulator.calls[call_id].sideband_count == 1, what="attached")
+    second = await spawn("session", env=worker_env(front, "staying"))
+    procs.append(second)
+    assert await first.stop() == 0
+    await eventually(lambda: emulator.calls[call_id].sideband_count == 2, timeout=10, what="taken over")
+    await emulator.caller_hangup(call_id)
+    events = await call_events(bus, call_id)
+    assert [(c.worker, c.attempt) for c in claims(events)] == [("leaving", 1), ("staying", 2)]
+    released = [e.data for e in events if e.kind == "session.released"]
+    assert released[0] == {"worker": "leaving", "attempt": 1, "reason": "drain"}
+    assert not [e for e in events if e.kind == "session.lost"]
+    assert [e.kind for e in events].count("rt.response.created") == 1  # greeted once, not again
+
+
+async def test_a_tool_served_on_the_bus_answers_the_model(
+    front: LocalSystem, bus: Bus, start_worker: Callable[[str], Awaitable[SessionWorker]]
+) -> None:
+    """A model function call becomes a request on tools.<name>; the reply goes back and the model speaks."""
+    emulator = front.emulator
+    assert emulator is not None
+    requests: list[dict[str, object]] = []
+
+    async def lookup(subject: str, payload: bytes) -> bytes:
+        requests.append(msgspec.json.decode(payload))
+        return b'{"output": {"status": "shipped"}}'
+
+    await bus.serve("tools.lookup_order", lookup)
+    await start_worker("w1")
+    call_id = emulator.place_call("+14155550101", "+18005550100", script="order_lookup")
+    events = await call_events(bus, call_id)
+    assert len(requests) == 1
+    assert requests[0]["name"] == "lookup_order" and requests[0]["call_id"] == call_id
+    assert msgspec.json.decode(str(requests[0]["arguments"])) == {"order_id": "A1234"}
+    outputs = [e["item"] for e in emulator.calls[call_id].client_events
+               if e.get("type") == "conversation.item.create"]  # fmt: skip
+    assert [o["output"] for o in outputs] == ['{"status":"shipped"}']
+    completed = [e.data for e in events if e.kind == "tool.completed"]
+    assert completed[0]["output"] == '{"status":"shipped"}' and "error" not in completed[0]
+    assert emulator.calls[call_id].server_event_types().count("response.done") == 3  # greeting, call, follow-up
+
+
+async def test_a_tool_that_never_answers_gives_the_model_an_error_and_the_call_goes_on(
+    front: LocalSystem, bus: Bus, start_worker: Callable[[str], Awaitable[SessionWorker]]
+) -> None:
+    """No reply within the tool's timeout: an error output goes to the model, and the call ends normally."""
+    emulator = front.emulator
+    assert emulator is not None
+
+    async def silent(subject: str, payload: bytes) -> bytes:
+        await asyncio.sleep(30)
+        return b"{}"
+
+    await bus.serve("tools.lookup_order", silent)
+    await start_worker("w1")
+    call_id = emulator.place_call("+14155550101", "+18005550100", script="order_lookup")
+    events = await call_events(bus, call_id)
+    completed = [e.data for e in events if e.kind == "tool.completed"]
+    assert completed[0]["error"] == "the tool lookup_order did not answer within 0.5 s"
+    ended = [e.data for e in events if e.kind == "ended"]
+    assert ended[0]["reason"] == "caller_hangup"
+
+
+async def test_end_call_hangs_up_after_the_goodbye(
+    front: LocalSystem, bus: Bus, start_worker: Callable[[str], Awaitable[SessionWorker]]
+) -> None:
+    """The built-in end_call lets the model say goodbye, then hangs up: ended with reason end_call."""
+    emulator = front.emulator
+    assert emulator is not None
+    await start_worker("w1")
+    call_id = emulator.place_call("+14155550101", "+18005550100", script=GOODBYE)
+    events = await call_events(bus, call_id)
+    assert [e.data["reason"] for e in events if e.kind == "ended"] == ["end_call"]
+    record = emulator.calls[call_id]
+    assert record.end_reason == "hangup"
+    assert record.server_event_types()[-1] == "response.done"  # the goodbye finished before the hangup
+
+
+async def test_say_reaches_the_worker_holding_the_call_and_is_recorded(
+    front: LocalSystem, bus: Bus, start_worker: Callable[[str], Awaitable[SessionWorker]]
+) -> None:
+    """cmd.<id>.say becomes a response.create on that call's sideband; command.say is in the log."""
+    emulator = front.emulator
+    assert emulator is not None
+    await start_worker("w1")
+    call_id = emulator.place_call("+14155550101", "+18005550100", script="hold")
+    await eventually(lambda: emulator.calls[call_id].sideband_count == 1)
+    reply = await bus.request(f"cmd.{call_id}.say", b'{"instructions": "Say: one moment"}', timeout_s=5)
+    assert msgspec.json.decode(reply) == {"ok": True}
+    sent = emulator.calls[call_id].client_events[-1]
+    assert sent == {"type": "response.create", "response": {"instructions": "Say: one moment"}}
+    recorded = await eventually(lambda: kinds_of(bus, call_id, "command.say"))
+    assert recorded[0].data["ok"] is True and recorded[0].data["served_by"] == "w1"
+    bad = msgspec.json.decode(await bus.request(f"cmd.{call_id}.say", b"{}", timeout_s=5))
+    assert bad == {"ok": False, "error": "say needs a non-empty 'instructions' string"}
+    await emulator.caller_hangup(call_id)
+
+
+async def test_a_command_for_a_call_that_is_not_live_fails_clearly(
+    bus: Bus, start_worker: Callable[[str], Awaitable[SessionWorker]]
+) -> None:
+    """A say for a call no worker holds fails at once with NoResponder, not a hang."""
+    await start_worker("w1")
+    with pytest.raises(NoResponder):
+        await bus.request("cmd.rtc_nobody.say", b'{"instructions": "hi"}', timeout_s=5)
+
+
+async def test_a_dropped_sideband_is_reattached_while_the_call_lives(
+    front: LocalSystem, bus: Bus, start_worker: Callable[[str], Awaitable[SessionWorker]]
+) -> None:
+    """An abnormal close (1006) makes the worker reconnect to the same call; the call then ends normally."""
+    emulator = front.emulator
+    assert emulator is not None
+    await start_worker("w1")
+    call_id = emulator.place_call("+14155550101", "+18005550100", script="hold")
+    await eventually(lambda: emulator.calls[call_id].sideband_count == 1)
+    emulator.drop_sideband(call_id, 1006)
+    await eventually(lambda: emulator.calls[call_id].sideband_count == 2, what="reconnected")
+    await emulator.caller_hangup(call_id)
+    events = await call_events(bus, call_id)
+    assert [e.data["reason"] for e in events if e.kind == "ended"] == ["caller_hangup"]
+    assert len(claims(events)) == 1
+
+
+async def test_a_tool_call_runs_once_even_when_two_holders_see_it(front: LocalSystem, bus: Bus) -> None:
+    """Two workers briefly attached to one call both see the function call; the tool runs once."""
+    emulator = front.emulator
+    assert emulator is not None
+    requests: list[bytes] = []
+
+    async def lookup(subject: str, payload: bytes) -> bytes:
+        requests.append(payload)
+        return b'{"output": "ok"}'
+
+    await bus.serve("tools.lookup_order", lookup)
+    script = Script("twice", (Pause(0.5), AskTool("Order A1?", "lookup_order", {"order_id": "A1"}), Hangup()))
+    call_id = emulator.place_call("+14155550101", "+18005550100", script=script)
+    accepted = await eventually(lambda: kinds_of(bus, call_id, "accepted"))
+    outcome = payload(accepted[0], UpstreamOutcome)
+    tool_runs = await bus.key_value(TOOL_RUNS_BUCKET)
+    calls = CallsClient(front.settings.openai_base_url, front.settings.require_api_key())
+
+    async def open_sideband(cid: str) -> Sideband:
+        return await Sideband.open(front.settings.openai_base_url, cid, front.settings.require_api_key())
+
+    sessions = [
+        CallSession(bus=bus, call_id=call_id, attempt=1, worker=name, accepted=outcome, greet=False,
+                    open_sideband=open_sideband, calls=calls, tool_runs=tool_runs)
+        for name in ("a", "b")
+    ]  # fmt: skip
+    await asyncio.wait_for(asyncio.gather(*(s.run() for s in sessions)), 15)
+    assert len(requests) == 1
+    outputs = [e for e in emulator.calls[call_id].client_events if e.get("type") == "conversation.item.create"]
+    assert len(outputs) == 1
+    await calls.aclose()
