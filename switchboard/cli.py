@@ -66,6 +66,16 @@ def _parser() -> argparse.ArgumentParser:
     start.add_argument("--from-start", action="store_true", help="replay the whole log first")
     tail.add_argument("--json", action="store_true", help="print each event as its JSON envelope")
     tail.add_argument("--deltas", action="store_true", help="include streaming .delta events")
+
+    policy = sub.add_parser("policy", help="check a routing policy, re-decide past calls under it, push it")
+    policy_sub = policy.add_subparsers(dest="policy_command", required=True, metavar="ACTION")
+    policy_check = policy_sub.add_parser("check", help="validate FILE: exit 1 with every problem")
+    policy_check.add_argument("file", type=Path, metavar="FILE")
+    whatif = policy_sub.add_parser("whatif", help="re-decide logged calls under FILE and show what changes")
+    whatif.add_argument("file", type=Path, metavar="FILE")
+    whatif.add_argument("--since", type=parse_duration, default=timedelta(hours=24), help="how far back (24h)")
+    push = policy_sub.add_parser("push", help="validate FILE and make it the policy every controller runs")
+    push.add_argument("file", type=Path, metavar="FILE")
     return parser
 
 
@@ -78,7 +88,8 @@ async def _serve_one(name: str, settings: Settings) -> None:
         from switchboard.services.controller.policy import load_policy
         from switchboard.services.controller.service import Controller
 
-        await run_until_signalled(Controller(settings, load_policy(settings.policy_path)))
+        load_policy(settings.policy_path)  # refuse to start on an invalid policy, with its problems
+        await run_until_signalled(Controller(settings))  # the controller reloads it when it changes
     else:
         from switchboard.services.session.worker import SessionWorker
 
@@ -171,6 +182,12 @@ async def _tail(settings: Settings, args: argparse.Namespace) -> None:
         await bus.close()
 
 
+def _policy(settings: Settings, args: argparse.Namespace) -> int:
+    from switchboard.services.controller import policy_commands
+
+    return policy_commands.run(args.policy_command, args.file, settings, since=getattr(args, "since", timedelta(0)))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -194,6 +211,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_call(settings, args))
         elif args.command == "tail":
             asyncio.run(_tail(settings, args))
+        elif args.command == "policy":
+            return _policy(settings, args)
     except ConfigError as exc:
         print(f"switchboard: {exc}", file=sys.stderr)
         return 2

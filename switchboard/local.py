@@ -58,7 +58,7 @@ class LocalSystem:
 
     async def start(self) -> None:
         base = self._base
-        policy = load_policy(base.policy_path)  # fail before starting anything if it is invalid
+        load_policy(base.policy_path)  # fail before starting anything if it is invalid
         nats_url = base.nats_url
         if nats_url is None:
             self.nats = NatsServer(self._data_dir / "nats")
@@ -72,8 +72,9 @@ class LocalSystem:
             if not use_emulator:
                 raise ConfigError("OPENAI_WEBHOOK_SECRET is required when OPENAI_API_KEY is set")
             webhook_secrets = (Secret(new_webhook_secret()),)
+        # One process: the ingress serves health on its own port; the others' side doors would collide.
         self.settings = msgspec.structs.replace(
-            base, nats_url=nats_url, openai_api_key=api_key, webhook_secrets=webhook_secrets
+            base, nats_url=nats_url, openai_api_key=api_key, webhook_secrets=webhook_secrets, health_port=None
         )
         self.ingress = Ingress(self.settings)
         await self.ingress.start()
@@ -90,13 +91,26 @@ class LocalSystem:
             await self.emulator.start()
             self.settings = msgspec.structs.replace(self.settings, openai_base_url=self.emulator.base_url)
             log.info("emulator_started", url=self.emulator.url)
-        self.controller = Controller(self.settings, policy)
+        self.controller = Controller(self.settings)  # reloads SWITCHBOARD_POLICY when it changes
         self.session_workers = [
             SessionWorker(self.settings, worker=f"worker-{i + 1}") for i in range(self._workers)
         ]
         services: list[Service] = [self.ingress, self.controller, *self.session_workers]
         for service in services:
             self._tasks.append(asyncio.create_task(service.run(), name=service.name))
+        await self._wait_ready()
+
+    async def _wait_ready(self, timeout_s: float = 30.0) -> None:
+        """Return once the controller and every worker take work; raise if one of them fails first."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        services = [self.controller, *self.session_workers]
+        while not all(s is not None and s.ready for s in services):
+            for task in self._tasks:
+                if task.done():
+                    task.result()  # re-raises a failure at start-up
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"services not ready within {timeout_s:g} s")
+            await asyncio.sleep(0.01)
 
     async def wait(self) -> None:
         """Return when any service stops on its own (an error), re-raising its failure."""

@@ -5,6 +5,8 @@ A fault is consumed by the operation it matches (optionally only for one call), 
 - ``accept`` / ``reject`` / ``refer`` / ``hangup``: wait `delay_s`, then, if `status` is set, answer
   that status with an OpenAI-shaped error (`code` if given) and leave the call untouched; with no
   `status` the request then proceeds normally (a slow but successful answer).
+  ``refer`` with ``code="carrier_silent"`` and no `status`: answer 200 but leave the call up, as when
+  the carrier never completes the transfer.
 - ``webhook``: wait `delay_s` before the delivery attempt; if `status` is set the attempt is not sent
   and is recorded as a connection error (so the sender backs off and retries); ``code="duplicate"``
   delivers the attempt twice in a row with the same ``webhook-id`` (the duplicates OpenAI is known for).
@@ -20,6 +22,7 @@ import msgspec
 
 FaultOp = Literal["accept", "reject", "refer", "hangup", "webhook", "sideband_connect"]
 FAULT_OPS: frozenset[str] = frozenset(get_args(FaultOp))
+CARRIER_SILENT = "carrier_silent"
 
 
 class Fault(msgspec.Struct, frozen=True, kw_only=True):

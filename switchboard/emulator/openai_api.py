@@ -21,7 +21,7 @@ from aiohttp import web
 from switchboard.emulator import errors
 from switchboard.emulator.calls import Authorization, RestRequest, SidebandConnection
 from switchboard.emulator.errors import ApiError
-from switchboard.emulator.faults import FaultOp
+from switchboard.emulator.faults import CARRIER_SILENT, Fault, FaultOp
 from switchboard.emulator.session_config import session_from_accept, validate_session
 
 if TYPE_CHECKING:
@@ -73,15 +73,16 @@ class OpenAIApi:
             return "missing"
         return "valid" if hmac.compare_digest(presented.encode(), self._expected) else "invalid"
 
-    async def _fault(self, op: FaultOp, call_id: str) -> None:
+    async def _fault(self, op: FaultOp, call_id: str) -> Fault | None:
         fault = self._emulator.faults.take(op, call_id)
         if fault is None:
-            return
+            return None
         log.info("fault_injected", op=op, call_id=call_id, status=fault.status, delay_s=fault.delay_s)
         if fault.delay_s:
             await asyncio.sleep(fault.delay_s)
         if fault.status is not None:
             raise errors.injected(fault.status, fault.code)
+        return fault
 
     # REST.
 
@@ -102,7 +103,7 @@ class OpenAIApi:
         try:
             if authorization != "valid":
                 raise errors.invalid_api_key()
-            await self._fault(_OPS[op], call_id)
+            fault = await self._fault(_OPS[op], call_id)
             if call is None or call.record.ended:
                 raise errors.call_not_found(call_id)
             if parse_error:
@@ -113,7 +114,11 @@ class OpenAIApi:
                     "not valid JSON.)",
                 )
             handler = {"accept": self._accept, "reject": self._reject, "refer": self._refer, "hangup": self._hangup}
-            await handler[op](call, body)
+            if op == "refer" and fault is not None and fault.code == CARRIER_SILENT:
+                # OpenAI relayed the REFER (200) but the carrier never completes it: the call goes on.
+                call.record.target_uri = body.get("target_uri") if isinstance(body, dict) else None
+            else:
+                await handler[op](call, body)
             response = web.json_response({})
         except ApiError as exc:
             log.info("rest_refused", op=op, call_id=call_id, status=exc.status, code=exc.code)

@@ -138,6 +138,11 @@ class WorkQueue:
             return []
         return [Delivery(m) for m in msgs]
 
+    async def pending(self) -> int:
+        """Messages not yet delivered to anyone (the backlog waiting to be claimed)."""
+        info = await asyncio.wait_for(self._sub.consumer_info(), 2.0)
+        return int(info.num_pending or 0)
+
     async def run(self, handler: Handler, stop: asyncio.Event, *, concurrency: int = 16) -> None:
         """Feed messages to `handler` (at most `concurrency` at once) until `stop` is set."""
         slots = asyncio.Semaphore(concurrency)

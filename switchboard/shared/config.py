@@ -53,10 +53,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     emulator_port: int = 8100
     ingress_port: int = 8080
     ingress_host: str = "0.0.0.0"
+    ingress_max_body_bytes: int = 1024 * 1024
     stream_replicas: int = 1
     stream_max_age_s: float = 7 * 24 * 3600.0
     duplicate_window_s: float = 120.0
+    health_port: int | None = 8081
+    refer_timeout_s: float = 30.0
     session_max_calls: int = 100
+    session_drain_grace_s: float = 10.0
     worker_name: str = ""
     log_format: str = "console"
     log_level: str = "info"
@@ -90,7 +94,7 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
     return value
 
 
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
+def _float(env: Mapping[str, str], name: str, default: float, minimum: float | None = None) -> float:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
@@ -98,7 +102,9 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from None
-    if value <= 0:
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum:g}, got {value}")
+    if minimum is None and value <= 0:
         raise ConfigError(f"{name} must be positive, got {value}")
     return value
 
@@ -122,10 +128,14 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         emulator_port=_int(env, "EMULATOR_PORT", 8100),
         ingress_port=_int(env, "INGRESS_PORT", 8080),
         ingress_host=env.get("INGRESS_HOST", "0.0.0.0"),
+        ingress_max_body_bytes=_int(env, "INGRESS_MAX_BODY_BYTES", 1024 * 1024, minimum=1),
         stream_replicas=_int(env, "SWITCHBOARD_STREAM_REPLICAS", 1, minimum=1),
         stream_max_age_s=_float(env, "SWITCHBOARD_STREAM_MAX_AGE_S", 7 * 24 * 3600.0),
         duplicate_window_s=_float(env, "SWITCHBOARD_DUPLICATE_WINDOW_S", 120.0),
+        health_port=_int(env, "HEALTH_PORT", 8081) or None,
+        refer_timeout_s=_float(env, "SWITCHBOARD_REFER_TIMEOUT_S", 30.0),
         session_max_calls=_int(env, "SESSION_MAX_CALLS", 100, minimum=1),
+        session_drain_grace_s=_float(env, "SESSION_DRAIN_GRACE_S", 10.0, minimum=0.0),
         worker_name=env.get("SWITCHBOARD_WORKER") or f"{socket.gethostname()}-{os.getpid()}",
         log_format=log_format,
         log_level=env.get("LOG_LEVEL", "info").lower(),

@@ -160,8 +160,11 @@ class Decided(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     agent: str | None = None
     accept: dict[str, Any] | None = None
     greeting: str | None = None
+    tool_timeouts_s: dict[str, float] | None = None
     status_code: int | None = None
     target_uri: str | None = None
+    capacity_full: bool = False
+    """True when `rule` matched but was at its ``max_live_calls``, so its ``when_full`` outcome applied."""
 
 
 class UpstreamOutcome(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

@@ -44,9 +44,10 @@ async def test_each_service_runs_alone_and_workers_run_side_by_side(
            "OPENAI_BASE_URL": emulator.base_url, "INGRESS_PORT": str(ingress_port)}  # fmt: skip
     try:
         procs.append(await spawn("ingress", env=env))
-        procs.append(await spawn("controller", env=env))
+        procs.append(await spawn("controller", env={**env, "HEALTH_PORT": str(free_port())}))
         for name in ("worker-a", "worker-b"):
-            procs.append(await spawn("session", env={**env, "SWITCHBOARD_WORKER": name}))
+            procs.append(await spawn("session", env={**env, "SWITCHBOARD_WORKER": name,
+                                                     "HEALTH_PORT": str(free_port())}))  # fmt: skip
         call_ids = [emulator.place_call(f"+1415555010{i}", "+18005550100", script="short") for i in range(4)]
         for call_id in call_ids:
             events = await call_events(bus, call_id, timeout_s=30)

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
+import httpx
 import msgspec
 import pytest
 
@@ -17,7 +18,7 @@ from switchboard.shared.bus import Bus
 from switchboard.shared.config import Settings
 from switchboard.shared.errors import NoResponder
 from switchboard.shared.events import CloudEvent, SessionLease, UpstreamOutcome, payload
-from switchboard.shared.natsserver import NatsServer
+from switchboard.shared.natsserver import NatsServer, free_port
 from switchboard.shared.openai import CallsClient, Sideband
 from tests.e2e.conftest import call_events
 from tests.processes import Proc, spawn
@@ -89,7 +90,8 @@ def worker_env(front: LocalSystem, name: str) -> dict[str, str]:
     s = front.settings
     assert s.openai_api_key is not None and s.nats_url is not None
     return {"NATS_URL": s.nats_url, "OPENAI_API_KEY": s.openai_api_key.reveal(), "OPENAI_BASE_URL":
-            s.openai_base_url, "SWITCHBOARD_WORKER": name, "SESSION_DRAIN_GRACE_S": "0"}  # fmt: skip
+            s.openai_base_url, "SWITCHBOARD_WORKER": name, "SESSION_DRAIN_GRACE_S": "0",
+            "HEALTH_PORT": str(free_port())}  # fmt: skip
 
 
 def claims(events: list[CloudEvent]) -> list[SessionLease]:
@@ -337,3 +339,25 @@ async def test_a_tool_call_runs_once_even_when_two_holders_see_it(front: LocalSy
     outputs = [e for e in emulator.calls[call_id].client_events if e.get("type") == "conversation.item.create"]
     assert len(outputs) == 1
     await calls.aclose()
+
+
+async def test_a_worker_reports_ready_and_its_live_calls_on_its_health_port(front: LocalSystem, bus: Bus) -> None:
+    """/readyz is 200 once the worker takes calls; /metrics shows the call it holds and its cap."""
+    emulator = front.emulator
+    assert emulator is not None
+    port = free_port()
+    worker = SessionWorker(msgspec.structs.replace(front.settings, health_port=port), worker="w1")
+    task = asyncio.create_task(worker.run())
+    try:
+        await eventually(lambda: worker.ready)
+        call_id = emulator.place_call("+14155550101", "+18005550100", script="hold")
+        await eventually(lambda: emulator.calls[call_id].sideband_count == 1)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            assert (await http.get("/readyz")).status_code == 200
+            metrics = (await http.get("/metrics")).text
+        assert "switchboard_session_live_calls 1.0" in metrics
+        assert "switchboard_session_max_calls 2.0" in metrics
+        await emulator.caller_hangup(call_id)
+    finally:
+        await worker.shutdown()
+        await asyncio.wait_for(task, 10)

@@ -5,28 +5,55 @@ subject being empty (JetStream's expected-last-subject-sequence 0), so whatever 
 replicas, one decision is stored; a replica that loses the race does nothing visible. The incoming
 message is acknowledged only after OpenAI's answer is recorded, so if the winner dies in between, the
 redelivered message lets another replica finish the stored decision (never a new one).
+
+Capacity is counted cluster-wide (`capacity.Capacity`): a call is admitted to a capped rule before its
+decision is stored, and released when its ``ended`` event arrives (a second durable consumer).
+
+The controller also serves ``cmd.<id>.hangup`` and ``cmd.<id>.refer`` (one replica answers each, via a
+queue group), records them as ``command.<verb>``, and watches each refer: a call still not ended
+``SWITCHBOARD_REFER_TIMEOUT_S`` after OpenAI's 200 gets ``refer.suspected_failed``.
 """
 
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+import contextlib
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
 
 import msgspec
+from nats.aio.subscription import Subscription
 
-from switchboard.services.controller.decider import decide
+from switchboard.services.controller.capacity import BUCKET as CAPACITY_BUCKET
+from switchboard.services.controller.capacity import Capacity
+from switchboard.services.controller.decider import capacity_limits, decide, occupies
 from switchboard.services.controller.policy import Policy, facts_from_incoming
+from switchboard.services.controller.policy_source import PolicySource
 from switchboard.shared import events
 from switchboard.shared.bus import Ack, Bus, Delivery, Drop, Outcome, Retry
 from switchboard.shared.config import Settings
 from switchboard.shared.errors import AlreadyRecorded, BusUnavailable, UpstreamError
+from switchboard.shared.health import HealthServer
 from switchboard.shared.logging import get_logger
+from switchboard.shared.metrics import Metrics
 from switchboard.shared.openai import CallResult, CallsClient
 
 log = get_logger(__name__)
 
 CONSUMER = "controller"
+ENDED_CONSUMER = "controller-ended"
 _OUTCOME_KINDS = ("accepted", "rejected", "referred", "failed")
+
+
+class _Telemetry:
+    def __init__(self) -> None:
+        self.metrics = m = Metrics("controller")
+        self.decisions = m.counter("decisions", "Calls decided, by action.", ["action"])
+        self.duplicates = m.counter("duplicate_decisions", "Deliveries that found the call already decided.")
+        self.openai = m.histogram("openai_seconds", "OpenAI REST latency, by operation.", ["op"])
+        self.openai_errors = m.counter("openai_errors", "OpenAI refusals, by operation and code.", ["op", "code"])
+        self.commands = m.counter("commands", "Commands served, by verb and outcome.", ["verb", "ok"])
 
 
 class Controller:
@@ -35,39 +62,99 @@ class Controller:
     def __init__(
         self,
         settings: Settings,
-        policy: Policy,
+        policy: Policy | PolicySource | None = None,
         *,
         bus: Bus | None = None,
         calls: CallsClient | None = None,
         concurrency: int = 64,
     ) -> None:
         self._settings = settings
-        self.policy = policy
+        self._fixed_policy = policy if isinstance(policy, Policy) else None
+        self._source = policy if isinstance(policy, PolicySource) else None
         self._bus = bus
         self._owns_bus = bus is None
         self._calls = calls or CallsClient(settings.openai_base_url, settings.require_api_key())
         self._concurrency = concurrency
+        self._refer_timeout_s = settings.refer_timeout_s
         self._stop = asyncio.Event()
+        self._watchers: set[asyncio.Task[None]] = set()
+        self._capacity: Capacity | None = None
+        self.ready = False
+        self.telemetry = _Telemetry()
+        self._health = (
+            HealthServer(self.telemetry.metrics, lambda: self.ready, port=settings.health_port)
+            if settings.health_port
+            else None
+        )
+
+    @property
+    def policy(self) -> Policy:
+        """The policy in force now (a reloading source's current one, or the fixed one)."""
+        if self._source is not None:
+            return self._source.current
+        assert self._fixed_policy is not None
+        return self._fixed_policy
 
     async def run(self) -> None:
         if self._bus is None:
             self._bus = await Bus.for_service(self._settings, "controller")
-        await self._bus.ensure_stream()
-        queue = await self._bus.work_queue(
-            CONSUMER, f"{events.SUBJECT_ROOT}.*.incoming", ack_wait_s=60.0, max_deliver=20
-        )
-        log.info("controller_started", rules=len(self.policy.rules))
+        bus = self._bus
+        subscriptions: list[Subscription] = []
         try:
-            await queue.run(self.handle, self._stop, concurrency=self._concurrency)
+            await bus.ensure_stream()
+            if self._source is None and self._fixed_policy is None:
+                self._source = PolicySource(self._settings.policy_path, bus=bus)
+            if self._source is not None:
+                await self._source.start()
+            self._capacity = Capacity(await bus.key_value(CAPACITY_BUCKET))
+            incoming = await bus.work_queue(
+                CONSUMER, f"{events.SUBJECT_ROOT}.*.incoming", ack_wait_s=60.0, max_deliver=20
+            )
+            ended = await bus.work_queue(ENDED_CONSUMER, f"{events.SUBJECT_ROOT}.*.ended", ack_wait_s=30.0)
+            for verb in ("hangup", "refer"):
+                subscriptions.append(await bus.serve(f"cmd.*.{verb}", self._on_command, queue=CONSUMER))
+            if self._health is not None:
+                await self._health.start()
+            self.ready = True
+            log.info("controller_started", rules=len(self.policy.rules))
+            await asyncio.gather(
+                incoming.run(self.handle, self._stop, concurrency=self._concurrency),
+                ended.run(self._release, self._stop, concurrency=8),
+            )
         finally:
+            self.ready = False
+            for sub in subscriptions:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
+            for task in list(self._watchers):
+                task.cancel()
+            if self._health is not None:
+                await self._health.stop()
+            if self._source is not None:
+                await self._source.stop()
             await self._calls.aclose()
             if self._owns_bus:
-                await self._bus.close()
+                await bus.close()
 
     async def shutdown(self, grace: timedelta = timedelta(seconds=10)) -> None:
+        self.ready = False
         self._stop.set()
 
     # --- one incoming call ---------------------------------------------------------------------------
+
+    async def _decide(self, call_id: str, sip_headers: list[events.SipHeader], received: datetime) -> events.Decided:
+        """Decide under the policy in force, admitting the call to its rule's capacity when it has one."""
+        assert self._capacity is not None
+        policy = self.policy  # one version for the whole decision
+        limits = capacity_limits(policy)
+        facts = facts_from_incoming(call_id, sip_headers)
+        live = await self._capacity.live(list(limits)) if limits else {}
+        decision = decide(policy, facts, now=received, live=live)
+        rule = occupies(decision)
+        if rule is not None and rule in limits and not await self._capacity.admit(rule, call_id, limits[rule]):
+            # Another replica took the last slot between our read and our admission.
+            decision = decide(policy, facts, now=received, live={**live, rule: limits[rule]})
+        return decision
 
     async def handle(self, delivery: Delivery) -> Outcome:
         assert self._bus is not None
@@ -75,23 +162,27 @@ class Controller:
         try:
             event = delivery.event()
             incoming = msgspec.convert(event.data.get("data", {}), events.IncomingCallData)
-        except (msgspec.ValidationError, msgspec.DecodeError, AttributeError) as exc:
+            received = datetime.fromisoformat(event.time)
+        except (msgspec.ValidationError, msgspec.DecodeError, AttributeError, ValueError) as exc:
             log.error("incoming_unreadable", subject=delivery.subject, error=str(exc))
             return Drop(reason=str(exc))
         call_id = event.call_id
         bound = log.bind(call_id=call_id)
-        decision = decide(self.policy, facts_from_incoming(call_id, incoming.sip_headers))
         try:
+            decision = await self._decide(call_id, incoming.sip_headers, received)
             await bus.publish(
                 bus.event(call_id, "decided", decision), msg_id=f"{call_id}:decided", expect_empty_subject=True
             )
-            bound.info("call_decided", action=decision.action, rule=decision.rule)
+            self.telemetry.decisions.labels(action=decision.action).inc()
+            bound.info("call_decided", action=decision.action, rule=decision.rule, full=decision.capacity_full)
         except AlreadyRecorded:
+            self.telemetry.duplicates.inc()
+            stored = await self._stored_decision(call_id)
+            await self._release_unless_stored(call_id, decision, stored)
             if delivery.attempt == 1:
                 bound.info("decision_exists")  # another replica or delivery decided; it carries it out
                 return Ack()
-            stored = await self._unfinished_decision(call_id)
-            if stored is None:
+            if stored is None or await self._has_outcome(call_id):
                 return Ack()
             bound.info("decision_resumed", action=stored.action, attempt=delivery.attempt)
             decision = stored
@@ -99,39 +190,66 @@ class Controller:
             bound.warning("decision_not_stored", error=str(exc))
             return Retry(delay_s=1.0, reason="bus unavailable")
         try:
-            await self._carry_out(call_id, decision, received_at=event.time)
+            await self._carry_out(call_id, decision)
         except BusUnavailable as exc:
             bound.warning("outcome_not_stored", error=str(exc))
             return Retry(delay_s=1.0, reason="bus unavailable")
         return Ack()
 
-    async def _unfinished_decision(self, call_id: str) -> events.Decided | None:
-        """The stored decision if no outcome was recorded for it yet (its executor died)."""
+    async def _stored_decision(self, call_id: str) -> events.Decided | None:
         assert self._bus is not None
-        for kind in _OUTCOME_KINDS:
-            if await self._bus.last_event(call_id, kind) is not None:
-                return None
         stored = await self._bus.last_event(call_id, "decided")
         return None if stored is None else events.payload(stored, events.Decided)
 
-    async def _carry_out(self, call_id: str, decision: events.Decided, *, received_at: str) -> None:
+    async def _has_outcome(self, call_id: str) -> bool:
+        assert self._bus is not None
+        for kind in _OUTCOME_KINDS:
+            if await self._bus.last_event(call_id, kind) is not None:
+                return True
+        return False
+
+    async def _release_unless_stored(
+        self, call_id: str, ours: events.Decided, stored: events.Decided | None
+    ) -> None:
+        """Our admission lost to another decision: give the slot back unless the stored one holds it."""
+        assert self._capacity is not None
+        rule = occupies(ours)
+        if rule is not None and (stored is None or occupies(stored) != rule):
+            await self._capacity.release(rule, call_id)
+
+    async def _release(self, delivery: Delivery) -> Outcome:
+        """A call ended: count it back off its rule's capacity."""
+        assert self._capacity is not None
+        call_id = events.parse_subject(delivery.subject)[0]
+        try:
+            stored = await self._stored_decision(call_id)
+            rule = None if stored is None else occupies(stored)
+            if rule is not None:
+                await self._capacity.release(rule, call_id)
+        except BusUnavailable:
+            return Retry(delay_s=1.0, reason="bus unavailable")
+        except msgspec.ValidationError as exc:
+            return Drop(reason=str(exc))
+        return Ack()
+
+    async def _carry_out(self, call_id: str, decision: events.Decided) -> None:
         assert self._bus is not None
         bus = self._bus
         bound = log.bind(call_id=call_id)
         try:
             if decision.action == "accept":
                 assert decision.accept is not None
-                result = await self._calls.accept(call_id, decision.accept)
+                result = await self._timed("accept", self._calls.accept(call_id, decision.accept))
                 await bus.record(call_id, "accepted", self._outcome(result, decision))
                 bound.info("call_accepted", latency_ms=result.latency_ms, agent=decision.agent)
             elif decision.action == "reject":
-                result = await self._calls.reject(call_id, decision.status_code)
+                result = await self._timed("reject", self._calls.reject(call_id, decision.status_code))
                 await bus.record(call_id, "rejected", self._outcome(result, decision))
                 await bus.record(call_id, "ended", events.Ended(reason="rejected", duration_s=0.0))
                 bound.info("call_rejected", status_code=decision.status_code)
             else:
                 assert decision.target_uri is not None
-                result = await self._calls.refer(call_id, decision.target_uri)
+                result = await self._timed("refer", self._calls.refer(call_id, decision.target_uri))
                 await bus.record(call_id, "referred", self._outcome(result, decision))
                 await bus.record(call_id, "ended", events.Ended(reason="referred", duration_s=0.0))
                 bound.info("call_referred", target_uri=decision.target_uri)
@@ -142,6 +260,15 @@ class Controller:
             reason = "caller_gone" if exc.call_gone else f"{decision.action}_failed"
             await bus.record(call_id, "ended", events.Ended(reason=reason, duration_s=0.0))
 
+    async def _timed(self, op: str, request: Any) -> CallResult:
+        try:
+            result: CallResult = await request
+        except UpstreamError as exc:
+            self.telemetry.openai_errors.labels(op=op, code=exc.code or str(exc.status)).inc()
+            raise
+        self.telemetry.openai.labels(op=op).observe(result.latency_ms / 1000)
+        return result
+
     @staticmethod
     def _outcome(result: CallResult, decision: events.Decided) -> events.UpstreamOutcome:
         return events.UpstreamOutcome(
@@ -149,6 +276,63 @@ class Controller:
             latency_ms=result.latency_ms,
             agent=decision.agent,
             greeting=decision.greeting,
+            tool_timeouts_s=decision.tool_timeouts_s,
             status_code=decision.status_code,
             target_uri=decision.target_uri,
         )
+
+    # --- commands: hangup and refer ------------------------------------------------------------------
+
+    async def _on_command(self, subject: str, payload: bytes) -> bytes:
+        assert self._bus is not None
+        _, call_id, verb = subject.split(".", 2)
+        try:
+            command = msgspec.json.decode(payload) if payload else {}
+        except msgspec.DecodeError:
+            command = None
+        error: str | None = None
+        if not events.is_safe_call_id(call_id):
+            return msgspec.json.encode({"ok": False, "error": "not a valid call id"})
+        if not isinstance(command, dict):
+            error, command = "the command must be a JSON object", {}
+        elif verb == "refer":
+            target = command.get("target_uri")
+            if not isinstance(target, str) or not target.startswith(("tel:", "sip:", "sips:")):
+                error = "refer needs a target_uri starting with tel: or sip:"
+            else:
+                error = await self._command_rest(self._calls.refer(call_id, target))
+                if error is None:
+                    self._watch_refer(call_id, target)
+        else:
+            error = await self._command_rest(self._calls.hangup(call_id))
+        record = events.CommandRecord(verb=verb, command=command, ok=error is None, error=error, served_by=CONSUMER)
+        with contextlib.suppress(BusUnavailable):
+            await self._bus.record(call_id, f"command.{verb}", record, msg_id=f"{call_id}:cmd:{uuid.uuid4().hex}")
+        self.telemetry.commands.labels(verb=verb, ok=str(error is None).lower()).inc()
+        log.info("command_served", call_id=call_id, verb=verb, error=error)
+        return msgspec.json.encode({"ok": True} if error is None else {"ok": False, "error": error})
+
+    @staticmethod
+    async def _command_rest(request: Any) -> str | None:
+        try:
+            await request
+        except UpstreamError as exc:
+            return "the call is not live" if exc.call_gone else str(exc)
+        return None
+
+    def _watch_refer(self, call_id: str, target_uri: str) -> None:
+        task = asyncio.create_task(self._refer_outcome(call_id, target_uri))
+        self._watchers.add(task)
+        task.add_done_callback(self._watchers.discard)
+
+    async def _refer_outcome(self, call_id: str, target_uri: str) -> None:
+        """OpenAI's 200 to a refer says nothing of the transfer: a call that does not end is suspect."""
+        assert self._bus is not None
+        await asyncio.sleep(self._refer_timeout_s)
+        with contextlib.suppress(BusUnavailable):
+            if await self._bus.last_event(call_id, "ended") is None:
+                await self._bus.record(
+                    call_id, "refer.suspected_failed",
+                    {"target_uri": target_uri, "waited_s": self._refer_timeout_s},
+                )  # fmt: skip
+                log.warning("refer_suspected_failed", call_id=call_id, target_uri=target_uri)

@@ -20,6 +20,7 @@ from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from switchboard.services.session import turns
+from switchboard.services.session.telemetry import SessionMetrics
 from switchboard.shared import events
 from switchboard.shared.bus import Bus
 from switchboard.shared.errors import BusUnavailable, NoResponder, UpstreamError
@@ -50,6 +51,7 @@ class CallSession:
         open_sideband: SidebandOpener,
         calls: CallsClient,
         tool_runs: KeyValue,
+        metrics: SessionMetrics | None = None,
     ) -> None:
         self.bus = bus
         self.call_id = call_id
@@ -60,6 +62,7 @@ class CallSession:
         self._open_sideband = open_sideband
         self._calls = calls
         self._tool_runs = tool_runs
+        self._metrics = metrics or SessionMetrics()
         self._sideband: Sideband | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._subscriptions: list[Subscription] = []
@@ -102,6 +105,8 @@ class CallSession:
                 continue
             self._sideband = sideband
             self.log.info("sideband_attached", reconnects=failures)
+            if failures:
+                self._metrics.reconnects.inc()
             try:
                 async for server_event in sideband.events():
                     failures = 0
@@ -143,7 +148,10 @@ class CallSession:
         event_id = server_event.get("event_id")
         # The same OpenAI event seen by two holders across a re-attach is stored once.
         msg_id = f"{self.call_id}:{event_id}" if isinstance(event_id, str) else None
+        started = time.perf_counter()
         await self.bus.publish(self.bus.event(self.call_id, kind, server_event, lease=self.attempt), msg_id=msg_id)
+        self._metrics.relay_seconds.observe(time.perf_counter() - started)
+        self._metrics.events_relayed.inc()
 
     async def send(self, client_event: dict[str, Any]) -> None:
         """Send a client event on the sideband; raises `UpstreamError` when it is not attached."""
@@ -197,6 +205,7 @@ class CallSession:
             lease=self.attempt,
         )  # fmt: skip
         self.log.info("tool_completed", tool=call.name, error=error, latency_ms=completed.latency_ms)
+        (self._metrics.tool_ok if error is None else self._metrics.tool_error).inc()
         return call.tool_call_id, output
 
     async def _execute(self, call: turns.FunctionCall) -> tuple[str, str | None]:

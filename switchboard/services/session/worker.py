@@ -25,10 +25,12 @@ from nats.aio.subscription import Subscription
 
 from switchboard.services.session.call import CallSession
 from switchboard.services.session.lease import plan_claim, superseded
+from switchboard.services.session.telemetry import SessionMetrics
 from switchboard.shared import events
 from switchboard.shared.bus import Bus, Delivery, WorkQueue
 from switchboard.shared.config import Secret, Settings
 from switchboard.shared.errors import BusUnavailable
+from switchboard.shared.health import HealthServer
 from switchboard.shared.logging import get_logger
 from switchboard.shared.openai import CallsClient, Sideband
 
@@ -69,6 +71,14 @@ class SessionWorker:
         self._draining = False
         self._calls = CallsClient(settings.openai_base_url, self._api_key)
         self.ready = False
+        self.telemetry = SessionMetrics()
+        self.telemetry.max_calls.set(self.max_calls)
+        self.telemetry.live_calls.set_function(lambda: len(self._tasks))
+        self._health = (
+            HealthServer(self.telemetry.metrics, lambda: self.ready, port=settings.health_port)
+            if settings.health_port
+            else None
+        )
 
     # --- lifecycle -----------------------------------------------------------------------------------
 
@@ -80,6 +90,9 @@ class SessionWorker:
         queue = await bus.work_queue(CONSUMER, f"{events.SUBJECT_ROOT}.*.accepted", ack_wait_s=self.lease_s)
         self._tool_runs = await bus.key_value(TOOL_RUNS_BUCKET, ttl_s=24 * 3600)
         claims: Subscription = await bus.watch(f"{events.SUBJECT_ROOT}.*.session.claimed", self._on_claim_seen)
+        if self._health is not None:
+            await self._health.start()
+        waiting = asyncio.create_task(self._watch_waiting(queue))
         self.ready = True
         log.info("session_worker_started", worker=self.worker, max_calls=self.max_calls)
         try:
@@ -91,6 +104,9 @@ class SessionWorker:
                 await asyncio.gather(*self._tasks.values(), return_exceptions=True)
         finally:
             self.ready = False
+            waiting.cancel()
+            if self._health is not None:
+                await self._health.stop()
             with contextlib.suppress(Exception):
                 await claims.unsubscribe()
             await self._calls.aclose()
@@ -145,6 +161,13 @@ class SessionWorker:
                     self._tasks[call_id] = task
                     task.add_done_callback(functools.partial(self._release_slot, call_id))
 
+    async def _watch_waiting(self, queue: WorkQueue) -> None:
+        """Keep the calls-waiting gauge current (the consumer's unclaimed backlog)."""
+        while True:
+            with contextlib.suppress(Exception):
+                self.telemetry.calls_waiting.set(await queue.pending())
+            await asyncio.sleep(2.0)
+
     def _release_slot(self, call_id: str, _task: asyncio.Task[None]) -> None:
         self._tasks.pop(call_id, None)
         self.live.pop(call_id, None)
@@ -163,6 +186,7 @@ class SessionWorker:
             return
         if superseded(session.attempt, claim):
             session.log.warning("lease_lost", new_worker=claim.worker, new_attempt=claim.attempt)
+            self.telemetry.lost.inc()
             task.cancel(msg="lost")
 
     # --- holding one call ----------------------------------------------------------------------------
@@ -188,6 +212,12 @@ class SessionWorker:
             if plan.lost is not None:
                 await bus.record(call_id, "session.lost", plan.lost, msg_id=f"{call_id}:lost:{plan.lost.attempt}")
                 bound.warning("call_taken_over", previous_worker=plan.lost.worker)
+                self.telemetry.claimed_takeover.inc()
+            elif plan.greet:
+                self.telemetry.claimed_first.inc()
+            else:
+                self.telemetry.claimed_after_handover.inc()
+            self.telemetry.claim_wait.observe(_seconds_since(accepted_event.time))
             lease = events.SessionLease(worker=self.worker, attempt=delivery.attempt)
             await bus.record(call_id, "session.claimed", lease, msg_id=f"{call_id}:claimed:{delivery.attempt}")
             bound.info("call_claimed")
@@ -201,6 +231,7 @@ class SessionWorker:
                 open_sideband=self._open_sideband,
                 calls=self._calls,
                 tool_runs=self._tool_runs,
+                metrics=self.telemetry,
             )
             self.live[call_id] = session
             reason = await session.run()
@@ -210,6 +241,7 @@ class SessionWorker:
             released = events.SessionLease(worker=self.worker, attempt=delivery.attempt, reason="ended")
             await bus.record(call_id, "session.released", released, msg_id=f"{call_id}:released:{delivery.attempt}")
             await delivery.ack()
+            self.telemetry.ended.labels(reason=reason).inc()
             bound.info("call_ended", reason=reason, duration_s=duration)
         except asyncio.CancelledError:
             if self._draining and session is not None:
@@ -229,6 +261,7 @@ class SessionWorker:
                 call_id, "session.released", released, msg_id=f"{call_id}:released:{delivery.attempt}", timeout_s=2.0
             )
             await delivery.nak(0)
+            self.telemetry.handovers.inc()
             log.info("call_handed_over", call_id=call_id, worker=self.worker)
 
     async def _heartbeat(self, delivery: Delivery) -> None:

@@ -1,0 +1,178 @@
+"""The controller against a real nats-server and the emulator: once per call, capacity, retries, commands."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import msgspec
+import pytest
+
+from switchboard.local import LocalSystem
+from switchboard.services.controller.service import Controller
+from switchboard.shared.bus import Bus
+from switchboard.shared.config import Settings
+from switchboard.shared.natsserver import NatsServer
+from switchboard.shared.webhooks import signed_headers
+from tests.e2e.conftest import call_events
+from tests.waiting import eventually
+
+POLICY = """
+version: 1
+agents:
+  helper: {instructions: Help.}
+rules:
+  - name: small-line
+    when: {dialled: "+18005550100"}
+    max_live_calls: 2
+    accept: {agent: helper}
+default:
+  accept: {agent: helper}
+"""
+
+
+@pytest.fixture
+async def system(nats_server: NatsServer, tmp_path: Path) -> AsyncIterator[LocalSystem]:
+    """Ingress, one controller, one session worker and the emulator, with a capped rule."""
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY)
+    settings = Settings(
+        nats_url=nats_server.url, emulator_port=0, ingress_port=0, ingress_host="127.0.0.1",
+        policy_path=str(policy), refer_timeout_s=0.5,
+    )  # fmt: skip
+    local = LocalSystem(settings, data_dir=tmp_path, workers=1, pace=0)
+    await local.start()
+    try:
+        yield local
+    finally:
+        await local.stop()
+
+
+def kinds(events: list[object]) -> list[str]:
+    return [e.kind for e in events]  # type: ignore[attr-defined]
+
+
+async def decision(bus: Bus, call_id: str) -> dict[str, object]:
+    decided = await eventually(lambda: bus.last_event(call_id, "decided"), what=f"{call_id} decided")
+    data: dict[str, object] = decided.data
+    return data
+
+
+async def test_three_replicas_and_duplicate_webhooks_decide_each_call_once(system: LocalSystem, bus: Bus) -> None:
+    """With 3 controllers and each call's webhook stored twice (two ids), each call has one decision and
+    OpenAI sees one accept."""
+    emulator = system.emulator
+    assert emulator is not None and system.ingress is not None
+    extra = [Controller(system.settings) for _ in range(2)]
+    tasks = [asyncio.create_task(c.run()) for c in extra]
+    try:
+        await eventually(lambda: all(c.ready for c in extra))
+        call_ids = [emulator.place_call(f"+1415555{i:04d}", "+18005550111", script="silent") for i in range(6)]
+        async with httpx.AsyncClient() as http:
+            for call_id in call_ids:  # a second, differently-identified delivery of the same call
+                body = json.dumps({"object": "event", "id": f"evt_{call_id}", "type": "realtime.call.incoming",
+                                   "created_at": int(time.time()), "data": {"call_id": call_id, "sip_headers": []}})
+                headers = signed_headers(system.settings.webhook_secrets[0].reveal(), f"wh_dup_{call_id}",
+                                         int(time.time()), body)  # fmt: skip
+                response = await http.post(f"http://127.0.0.1:{system.ingress.bound_port}/webhooks/openai",
+                                           content=body, headers={**headers, "content-type": "application/json"})
+                assert response.status_code == 200
+        for call_id in call_ids:
+            events = await call_events(bus, call_id)
+            assert kinds(events).count("incoming") == 2
+            assert kinds(events).count("decided") == 1
+            accepts = [r for r in emulator.calls[call_id].rest_requests if r.op == "accept"]
+            assert len(accepts) == 1
+    finally:
+        for c in extra:
+            await c.shutdown()
+        await asyncio.gather(*tasks)
+
+
+async def test_a_full_rule_turns_the_third_call_away_busy_and_takes_a_fourth_after_one_ends(
+    system: LocalSystem, bus: Bus
+) -> None:
+    """max_live_calls 2: the 3rd concurrent call is rejected 486; after one ends, a 4th is accepted."""
+    emulator = system.emulator
+    assert emulator is not None
+    first = emulator.place_call("+14155550001", "+18005550100", script="hold")
+    second = emulator.place_call("+14155550002", "+18005550100", script="hold")
+    for call_id in (first, second):
+        assert (await decision(bus, call_id))["action"] == "accept"
+    third = emulator.place_call("+14155550003", "+18005550100", script="hold")
+    turned_away = await decision(bus, third)
+    assert (turned_away["action"], turned_away["status_code"], turned_away["capacity_full"]) == ("reject", 486, True)
+    assert (await emulator.wait_ended(third, 10)).status_code == 486
+    await eventually(lambda: emulator.calls[first].sideband_count == 1)
+    await emulator.caller_hangup(first)
+    await call_events(bus, first)
+    fourth = emulator.place_call("+14155550004", "+18005550100", script="hold")
+    assert (await decision(bus, fourth))["action"] == "accept"
+    for call_id in (second, fourth):
+        await eventually(lambda cid=call_id: emulator.calls[cid].sideband_count == 1)  # type: ignore[misc]
+        await emulator.caller_hangup(call_id)
+
+
+async def test_openai_500_twice_then_200_accepts_the_call_once(system: LocalSystem, bus: Bus) -> None:
+    """Transient 500s are retried with backoff: the third try succeeds and one accepted is recorded."""
+    emulator = system.emulator
+    assert emulator is not None
+    emulator.faults.add("accept", status=500, times=2)
+    call_id = emulator.place_call("+14155550101", "+18005550222", script="silent")
+    events = await call_events(bus, call_id)
+    assert kinds(events).count("accepted") == 1 and "failed" not in kinds(events)
+    statuses = [r.status for r in emulator.calls[call_id].rest_requests if r.op == "accept"]
+    assert statuses == [500, 500, 200]
+
+
+async def test_a_caller_gone_before_accept_is_recorded_as_failed_without_retry(system: LocalSystem, bus: Bus) -> None:
+    """404 call_id_not_found: one try, `failed` with that code, and the call ends as caller_gone."""
+    emulator = system.emulator
+    assert emulator is not None
+    emulator.faults.add("accept", status=404, code="call_id_not_found")
+    call_id = emulator.place_call("+14155550101", "+18005550222", script="silent")
+    events = await call_events(bus, call_id)
+    failed = [e.data for e in events if e.kind == "failed"]
+    assert failed[0]["code"] == "call_id_not_found" and failed[0]["http_status"] == 404
+    assert [e.data["reason"] for e in events if e.kind == "ended"] == ["caller_gone"]
+    assert len([r for r in emulator.calls[call_id].rest_requests if r.op == "accept"]) == 1
+
+
+async def test_the_hangup_command_ends_a_live_call(system: LocalSystem, bus: Bus) -> None:
+    """cmd.<id>.hangup hangs up at OpenAI, is recorded, and the call ends with reason hangup."""
+    emulator = system.emulator
+    assert emulator is not None
+    call_id = emulator.place_call("+14155550101", "+18005550222", script="hold")
+    await eventually(lambda: emulator.calls[call_id].sideband_count == 1)
+    reply = await bus.request(f"cmd.{call_id}.hangup", b"{}", timeout_s=5)
+    assert msgspec.json.decode(reply) == {"ok": True}
+    events = await call_events(bus, call_id)
+    assert [e.data["reason"] for e in events if e.kind == "ended"] == ["hangup"]
+    assert [e.data["ok"] for e in events if e.kind == "command.hangup"] == [True]
+    assert emulator.calls[call_id].end_reason == "hangup"
+
+
+async def test_a_refer_command_for_an_unknown_call_fails_clearly(system: LocalSystem, bus: Bus) -> None:
+    """Referring a call OpenAI does not know answers ok false, saying the call is not live."""
+    reply = await bus.request("cmd.rtc_unknown.refer", b'{"target_uri": "tel:+14155550123"}', timeout_s=5)
+    assert msgspec.json.decode(reply) == {"ok": False, "error": "the call is not live"}
+    bad = await bus.request("cmd.rtc_unknown.refer", b'{"target_uri": "mailto:x"}', timeout_s=5)
+    assert msgspec.json.decode(bad)["error"] == "refer needs a target_uri starting with tel: or sip:"
+
+
+async def test_a_refer_the_carrier_never_completes_is_flagged(system: LocalSystem, bus: Bus) -> None:
+    """A refer answered 200 whose call has not ended after the refer timeout gets refer.suspected_failed."""
+    emulator = system.emulator
+    assert emulator is not None
+    call_id = emulator.place_call("+14155550101", "+18005550222", script="hold")
+    await eventually(lambda: emulator.calls[call_id].sideband_count == 1)
+    emulator.faults.add("refer", code="carrier_silent", call_id=call_id)
+    reply = await bus.request(f"cmd.{call_id}.refer", b'{"target_uri": "tel:+14155550123"}', timeout_s=5)
+    assert msgspec.json.decode(reply) == {"ok": True}
+    flagged = await eventually(lambda: bus.last_event(call_id, "refer.suspected_failed"))
+    assert flagged.data["target_uri"] == "tel:+14155550123"
+    await emulator.caller_hangup(call_id)
