@@ -1,0 +1,317 @@
+"""The decider (pure): accept bodies OpenAI's SDK accepts, tool timeouts, capacity, and the demo's decisions."""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any, Literal, Union, get_args, get_origin
+
+import msgspec
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from openai.types.realtime.call_accept_params import CallAcceptParams
+from pydantic import TypeAdapter
+from typing_extensions import get_type_hints, is_typeddict  # the SDK's TypedDicts are typing_extensions'
+
+from switchboard.services.controller.decider import accept_body, capacity_limits, decide, occupies
+from switchboard.services.controller.policy import Agent, CallFacts, PolicyError, load_policy, parse_policy
+
+NOW = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
+
+# --- accept bodies against the SDK's CallAcceptParams ------------------------------------------------
+
+
+def _unknown_keys(value: Any, tp: Any, path: str = "$") -> list[str]:
+    """Keys in `value` that the SDK TypedDict `tp` (recursively) does not define.
+
+    pydantic ignores extra keys in TypedDicts, so this is the check that nothing we send is made up.
+    """
+    origin = get_origin(tp)
+    if origin is Union or isinstance(tp, types.UnionType):
+        fits = [m for m in get_args(tp) if _kind_fits(value, m)]
+        if not fits:
+            return [f"{path}: {type(value).__name__} fits none of {tp}"]
+        return min((_unknown_keys(value, m, path) for m in fits), key=len)
+    if is_typeddict(tp):
+        if not isinstance(value, dict):
+            return [f"{path}: expected an object"]
+        hints = get_type_hints(tp)
+        found = [f"{path}.{k}" for k in value if k not in hints]
+        for key, item in value.items():
+            if key in hints:
+                found += _unknown_keys(item, hints[key], f"{path}.{key}")
+        return found
+    if isinstance(value, list) and get_args(tp):
+        return [p for i, item in enumerate(value) for p in _unknown_keys(item, get_args(tp)[0], f"{path}[{i}]")]
+    return []
+
+
+def _kind_fits(value: Any, tp: Any) -> bool:
+    """Whether `value` could be a `tp` at all (tagged unions: a ``type`` literal must agree)."""
+    if tp is type(None):
+        return value is None
+    if isinstance(value, dict):
+        if is_typeddict(tp):
+            hints = get_type_hints(tp)
+            return all(
+                get_origin(hints[k]) is not Literal or v in get_args(hints[k]) for k, v in value.items() if k in hints
+            )
+        return tp in (object, Any) or get_origin(tp) in (dict, Mapping)
+    return not is_typeddict(tp) and (get_origin(tp) is not Literal or value in get_args(tp))
+
+
+_ACCEPT_PARAMS = TypeAdapter(CallAcceptParams)
+
+
+def assert_openai_accepts(body: dict[str, Any]) -> None:
+    _ACCEPT_PARAMS.validate_python(body)  # value types, required keys, literals
+    assert _unknown_keys(body, CallAcceptParams) == []
+
+
+def test_the_sdk_check_catches_made_up_keys() -> None:
+    """A key the SDK does not define, however deep, fails the check the bodies below pass."""
+    body = accept_body(Agent(instructions="x"))
+    body["audio"]["output"]["volume"] = 11
+    body["audio"]["input"] = {"turn_detection": {"type": "semantic_vad", "threshold": 0.5}}
+    assert sorted(_unknown_keys(body, CallAcceptParams)) == [
+        "$.audio.input.turn_detection.threshold",
+        "$.audio.output.volume",
+    ]
+
+
+FULL_AGENT = """
+version: 1
+agents:
+  full:
+    model: gpt-realtime-mini
+    instructions: Be brief.
+    voice: cedar
+    greeting: Say hello.
+    audio:
+      input:
+        format: audio/pcmu
+        noise_reduction: far_field
+        transcription: {model: gpt-4o-transcribe, language: en, prompt: "order numbers"}
+        turn_detection: {type: server_vad, threshold: 0.6, prefix_padding_ms: 300, silence_duration_ms: 500,
+                         idle_timeout_ms: 6000, create_response: true, interrupt_response: true}
+      output: {format: audio/pcm, speed: 1.25}
+    tools:
+      - name: lookup_order
+        description: Look up an order.
+        parameters: {type: object, properties: {order_id: {type: string}}, required: [order_id]}
+        timeout_s: 4.5
+      - {name: end_call}
+  semantic:
+    instructions: x
+    audio: {input: {turn_detection: {type: semantic_vad, eagerness: high}}, output: {format: audio/pcma}}
+  no-vad:
+    instructions: x
+    audio: {input: {turn_detection: null}}
+rules: []
+default: {accept: {agent: full}}
+"""
+
+
+@pytest.mark.parametrize("name", ["full", "semantic", "no-vad"])
+def test_accept_bodies_are_valid_sdk_call_accept_params(name: str) -> None:
+    """Every audio and tool option an agent can have produces a body the SDK's CallAcceptParams accepts."""
+    agent = parse_policy(FULL_AGENT).agents[name]
+    assert_openai_accepts(accept_body(agent))
+
+
+def test_the_accept_body_carries_the_agents_options() -> None:
+    """Model, instructions, voice, audio options and function tools reach OpenAI's accept body."""
+    body = accept_body(parse_policy(FULL_AGENT).agents["full"])
+    assert body["model"] == "gpt-realtime-mini"
+    assert body["audio"]["input"]["turn_detection"]["type"] == "server_vad"
+    assert body["audio"]["input"]["noise_reduction"] == {"type": "far_field"}
+    assert body["audio"]["output"] == {"voice": "cedar", "format": {"type": "audio/pcm", "rate": 24000}, "speed": 1.25}
+    assert [t["name"] for t in body["tools"]] == ["lookup_order", "end_call"]
+    assert "timeout_s" not in body["tools"][0]
+
+
+def test_turn_detection_null_turns_it_off() -> None:
+    """``turn_detection: null`` is sent as null; leaving it out leaves OpenAI's default."""
+    policy = parse_policy(FULL_AGENT)
+    assert accept_body(policy.agents["no-vad"])["audio"]["input"] == {"turn_detection": None}
+    semantic = accept_body(policy.agents["semantic"])["audio"]["input"]
+    assert semantic == {"turn_detection": {"type": "semantic_vad", "eagerness": "high"}}
+    assert "input" not in accept_body(Agent(instructions="x"))["audio"]
+
+
+def test_accept_decisions_carry_greeting_and_tool_timeouts() -> None:
+    """The decided event tells the session worker the greeting and each tool's timeout."""
+    decided = decide(parse_policy(FULL_AGENT), CallFacts(call_id="c", dialled="", caller=""), now=NOW, live={})
+    assert decided.greeting == "Say hello."
+    assert decided.tool_timeouts_s == {"lookup_order": 4.5, "end_call": 10.0}
+
+
+_vad = st.one_of(
+    st.none(),
+    st.fixed_dictionaries(
+        {"type": st.just("server_vad")},
+        optional={
+            "threshold": st.floats(0, 1),
+            "silence_duration_ms": st.integers(0, 2000),
+            "create_response": st.booleans(),
+        },
+    ),
+    st.fixed_dictionaries(
+        {"type": st.just("semantic_vad")},
+        optional={"eagerness": st.sampled_from(["low", "medium", "high", "auto"]), "interrupt_response": st.booleans()},
+    ),
+)
+_formats = st.sampled_from(["audio/pcmu", "audio/pcma", "audio/pcm"])
+_transcription = st.fixed_dictionaries({}, optional={"language": st.sampled_from(["en", "de"])})
+_agents = st.fixed_dictionaries(
+    {"instructions": st.text(max_size=20)},
+    optional={
+        "model": st.sampled_from(["gpt-realtime", "gpt-realtime-2"]),
+        "voice": st.sampled_from(["marin", "cedar", "alloy"]),
+        "audio": st.fixed_dictionaries(
+            {},
+            optional={
+                "input": st.fixed_dictionaries(
+                    {},
+                    optional={
+                        "format": _formats,
+                        "noise_reduction": st.sampled_from(["near_field", "far_field"]),
+                        "transcription": _transcription,
+                        "turn_detection": _vad,
+                    },
+                ),
+                "output": st.fixed_dictionaries({}, optional={"format": _formats, "speed": st.floats(0.25, 1.5)}),
+            },
+        ),
+        "tools": st.lists(
+            st.fixed_dictionaries(
+                {"name": st.from_regex(r"\A[a-z_]{1,20}\Z")}, optional={"timeout_s": st.floats(0.1, 300)}
+            ),
+            max_size=3,
+            unique_by=lambda t: t["name"],
+        ),
+    },
+)
+
+
+@given(_agents)
+def test_any_valid_agent_gives_a_body_the_sdk_accepts(raw: dict[str, Any]) -> None:
+    """Whatever combination of options an agent has, its accept body is a valid CallAcceptParams."""
+    assert_openai_accepts(accept_body(msgspec.convert(raw, Agent)))
+
+
+# --- capacity ----------------------------------------------------------------------------------------
+
+CAPPED = """
+version: 1
+agents: {a: {instructions: x}}
+rules:
+  - name: sales
+    when: {dialled: "+1555"}
+    accept: {agent: a}
+    max_live_calls: 2
+  - name: support
+    when: {dialled: "+1666"}
+    accept: {agent: a}
+    max_live_calls: 1
+    when_full: {refer: {target_uri: "tel:+14155550123"}, reason: overflow desk}
+default: {reject: closed}
+"""
+
+
+def dialled(number: str) -> CallFacts:
+    return CallFacts(call_id="c", dialled=number, caller="+14155550000")
+
+
+def test_a_rule_below_capacity_accepts() -> None:
+    """With fewer live calls than max_live_calls, the rule accepts as usual."""
+    decided = decide(parse_policy(CAPPED), dialled("+1555"), now=NOW, live={"sales": 1})
+    assert (decided.action, decided.rule, decided.capacity_full) == ("accept", "sales", False)
+
+
+def test_a_full_rule_rejects_busy_by_default() -> None:
+    """At max_live_calls, a rule without when_full rejects 486 and says it is at capacity."""
+    decided = decide(parse_policy(CAPPED), dialled("+1555"), now=NOW, live={"sales": 2})
+    assert (decided.action, decided.status_code, decided.rule, decided.capacity_full) == ("reject", 486, "sales", True)
+    assert decided.reason == "rule sales is at capacity (2 live calls)"
+
+
+def test_a_full_rule_applies_its_when_full() -> None:
+    """A full rule with ``when_full: refer`` transfers the call instead."""
+    decided = decide(parse_policy(CAPPED), dialled("+1666"), now=NOW, live={"support": 1})
+    assert (decided.action, decided.target_uri, decided.reason) == ("refer", "tel:+14155550123", "overflow desk")
+    assert decided.capacity_full
+
+
+def test_other_rules_live_calls_do_not_count() -> None:
+    """Only the matching rule's own live count is compared with its limit."""
+    decided = decide(parse_policy(CAPPED), dialled("+1555"), now=NOW, live={"support": 99, "default": 99})
+    assert decided.action == "accept"
+
+
+def test_the_third_concurrent_call_is_busy_and_a_fourth_after_one_ends_is_accepted() -> None:
+    """Counting live calls with `occupies`: limit 2 → accept, accept, 486, then accept once one ended."""
+    policy = parse_policy(CAPPED)
+    live: dict[str, int] = {}
+    outcomes = []
+    for step in ("call", "call", "call", "end", "call"):
+        if step == "end":
+            live["sales"] -= 1
+            continue
+        decided = decide(policy, dialled("+1555"), now=NOW, live=live)
+        outcomes.append(decided.status_code or decided.action)
+        if (rule := occupies(decided)) is not None:
+            live[rule] = live.get(rule, 0) + 1
+    assert outcomes == ["accept", "accept", 486, "accept"]
+
+
+def test_capacity_limits_lists_the_capped_rules() -> None:
+    """The runtime learns which rules need live counts, and their limits."""
+    assert capacity_limits(parse_policy(CAPPED)) == {"sales": 2, "support": 1}
+
+
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        (("max_live_calls: 2", "max_live_calls: 0"), "rules[0] (sales): max_live_calls: must be at least 1"),
+        (("accept: {agent: a}\n    max_live_calls: 2", "reject: busy\n    max_live_calls: 2"), "only an accept rule"),
+        (("when_full: {refer", "when_full: {accept: {agent: a}, refer"), "when_full: exactly one of"),
+        (('{refer: {target_uri: "tel:+14155550123"}', "{accept: {agent: a}"), "when_full.accept: a full rule cannot"),
+        (("    max_live_calls: 1\n", ""), "rules[1] (support): when_full: needs max_live_calls"),
+    ],
+)
+def test_capacity_mistakes_are_refused(change: tuple[str, str], fragment: str) -> None:
+    """max_live_calls must be positive and on an accept rule; when_full must reject or refer."""
+    with pytest.raises(PolicyError) as info:
+        parse_policy(CAPPED.replace(*change))
+    assert fragment in str(info.value)
+
+
+def test_decide_needs_an_aware_time() -> None:
+    """A naive `now` is a programming error: time zones would silently be wrong."""
+    with pytest.raises(ValueError, match="timezone-aware"):
+        decide(parse_policy(CAPPED), dialled("+1555"), now=datetime(2026, 1, 1), live={})
+
+
+# --- the built-in policy -----------------------------------------------------------------------------
+
+
+@given(
+    st.datetimes(min_value=datetime(2026, 1, 1), max_value=datetime(2030, 12, 31)),
+    st.integers(-12 * 60, 14 * 60),
+)
+def test_the_demo_calls_get_the_same_decisions_at_any_time(when: datetime, offset_min: int) -> None:
+    """The built-in policy rejects +1900 callers, refers +18005550199, accepts other +1800 numbers, at any hour."""
+    now = when.replace(tzinfo=timezone(timedelta(minutes=offset_min)))
+    policy = load_policy(None)
+
+    def decided(caller: str, number: str) -> tuple[object, ...]:
+        d = decide(policy, CallFacts(call_id="c", caller=caller, dialled=number), now=now, live={})
+        return d.action, d.rule, d.status_code or d.target_uri or d.agent
+
+    assert decided("+19005550000", "+18005550100") == ("reject", "blocked-callers", 603)
+    assert decided("+14155550102", "+18005550199") == ("refer", "after-hours-desk", "tel:+14155550123")
+    assert decided("+14155550101", "+18005550100") == ("accept", "support-line", "concierge")
+    assert decided("+14155550101", "+14155550100") == ("reject", "default", 480)
