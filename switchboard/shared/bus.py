@@ -18,6 +18,7 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import msgspec
 import nats
@@ -49,6 +50,29 @@ log = get_logger(__name__)
 _WRONG_LAST_SEQUENCE = 10071
 _STREAM_NAME_IN_USE = 10058
 _CONNECT_BACKOFF_MAX_S = 5.0
+
+
+def split_credentials(url: str) -> tuple[list[str], dict[str, str]]:
+    """``nats://user:pass@host:4222,nats://host2:4222`` → (URLs without credentials, connect options).
+
+    Credentials go to the client as options so that every server of a cluster gets them (nats-py sends
+    the ones in a URL only to that URL's server), and so that no log line or error ever shows them.
+    """
+    servers: list[str] = []
+    credentials: dict[str, str] = {}
+    for raw in url.split(","):
+        parts = urlsplit(raw.strip())
+        if parts.username is not None:
+            if parts.password is not None:
+                credentials.update(user=unquote(parts.username), password=unquote(parts.password))
+            else:
+                credentials.update(token=unquote(parts.username))
+        host = parts.hostname or ""
+        netloc = f"[{host}]" if ":" in host else host
+        if parts.port is not None:
+            netloc += f":{parts.port}"
+        servers.append(urlunsplit((parts.scheme or "nats", netloc, parts.path, parts.query, "")))
+    return servers, credentials
 
 
 class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -225,10 +249,12 @@ class Bus:
         async def on_reconnected() -> None:
             log.info("nats_reconnected")
 
+        servers, credentials = split_credentials(url)
         while True:
             try:
                 nc = await nats.connect(
-                    servers=url.split(","),
+                    servers=servers,
+                    **credentials,
                     name=name,
                     connect_timeout=2,
                     allow_reconnect=True,
@@ -243,7 +269,7 @@ class Bus:
                 return bus
             except (OSError, TimeoutError, nats.errors.Error) as exc:
                 if give_up_after_s is not None and loop.time() - started > give_up_after_s:
-                    raise BusUnavailable(f"could not connect to NATS at {url}: {exc}") from exc
+                    raise BusUnavailable(f"could not connect to NATS at {','.join(servers)}: {exc}") from exc
                 log.warning("nats_connect_failed", error=str(exc) or type(exc).__name__, retry_in_s=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _CONNECT_BACKOFF_MAX_S)

@@ -146,6 +146,7 @@ async def test_each_service_carries_a_call_as_its_own_nats_user(
         openai_api_key=openai.api_key,
         webhook_secrets=(openai.webhook_secret,),
         openai_base_url=openai.emulator.base_url,
+        health_port=None,
     )
 
     def as_user(user: str, **extra: object) -> Settings:

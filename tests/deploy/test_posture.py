@@ -14,7 +14,7 @@ from tests.deploy.manifests import BASE, SERVICES, TARGETS, Doc, Manifests, mani
 
 # Services that serve no HTTP endpoint yet, so have nothing real to probe (deploy/README.md, "Probes").
 # When one gains a health endpoint, give it probes and take it off this list: the test below insists.
-WITHOUT_HEALTH_ENDPOINT = {"controller", "session"}
+WITHOUT_HEALTH_ENDPOINT: set[str] = set()
 
 
 def _ingress_get_routes() -> set[str]:
@@ -117,6 +117,18 @@ def test_ingress_probes_hit_its_real_endpoints(target: str) -> None:
         assert get["port"] == "http" and get["path"] in routes, probe
         paths[probe] = get["path"]
     assert paths["readinessProbe"] == "/readyz" and paths["livenessProbe"] == "/healthz"
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("service", ["controller", "session"])
+def test_worker_probes_hit_the_health_server_on_health_port(target: str, service: str) -> None:
+    """Controller and session probes use the health server's /healthz and /readyz on HEALTH_PORT."""
+    m = manifests(target)
+    container = m.container(service)
+    port = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert str(port["health"]) == m.env(service)["HEALTH_PORT"]["value"]
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
 
 
 @pytest.mark.parametrize("target", TARGETS)
