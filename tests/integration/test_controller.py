@@ -153,6 +153,7 @@ async def test_the_hangup_command_ends_a_live_call(system: LocalSystem, bus: Bus
     events = await call_events(bus, call_id)
     assert [e.data["reason"] for e in events if e.kind == "ended"] == ["hangup"]
     assert [e.data["ok"] for e in events if e.kind == "command.hangup"] == [True]
+    assert [e.data["http_status"] for e in events if e.kind == "hungup"] == [200]
     assert emulator.calls[call_id].end_reason == "hangup"
 
 

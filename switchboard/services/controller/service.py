@@ -300,11 +300,11 @@ class Controller:
             if not isinstance(target, str) or not target.startswith(("tel:", "sip:", "sips:")):
                 error = "refer needs a target_uri starting with tel: or sip:"
             else:
-                error = await self._command_rest(self._calls.refer(call_id, target))
+                error = await self._command_rest(call_id, "referred", self._calls.refer(call_id, target), target)
                 if error is None:
                     self._watch_refer(call_id, target)
         else:
-            error = await self._command_rest(self._calls.hangup(call_id))
+            error = await self._command_rest(call_id, "hungup", self._calls.hangup(call_id))
         record = events.CommandRecord(verb=verb, command=command, ok=error is None, error=error, served_by=CONSUMER)
         with contextlib.suppress(BusUnavailable):
             await self._bus.record(call_id, f"command.{verb}", record, msg_id=f"{call_id}:cmd:{uuid.uuid4().hex}")
@@ -312,12 +312,20 @@ class Controller:
         log.info("command_served", call_id=call_id, verb=verb, error=error)
         return msgspec.json.encode({"ok": True} if error is None else {"ok": False, "error": error})
 
-    @staticmethod
-    async def _command_rest(request: Any) -> str | None:
+    async def _command_rest(
+        self, call_id: str, kind: str, request: Any, target_uri: str | None = None
+    ) -> str | None:
+        """Make the REST call; on success record OpenAI's answer as `kind` (``hungup``/``referred``)."""
+        assert self._bus is not None
         try:
-            await request
+            result: CallResult = await request
         except UpstreamError as exc:
             return "the call is not live" if exc.call_gone else str(exc)
+        answer = events.UpstreamOutcome(
+            http_status=result.http_status, latency_ms=result.latency_ms, target_uri=target_uri
+        )
+        with contextlib.suppress(BusUnavailable):
+            await self._bus.record(call_id, kind, answer, msg_id=f"{call_id}:{kind}:{uuid.uuid4().hex}")
         return None
 
     def _watch_refer(self, call_id: str, target_uri: str) -> None:
