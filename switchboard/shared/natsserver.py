@@ -58,6 +58,11 @@ class NatsServer:
         self._log_path = data_dir / f"{name}.log"
 
     @property
+    def pid(self) -> int | None:
+        """The server process's id while it runs (tests freeze it with SIGSTOP to fake a stalled server)."""
+        return self._proc.pid if self._proc is not None and self._proc.poll() is None else None
+
+    @property
     def url(self) -> str:
         return f"nats://127.0.0.1:{self.port}"
 
