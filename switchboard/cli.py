@@ -8,9 +8,12 @@ import os
 import re
 import sys
 import tempfile
-from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from collections.abc import Coroutine, Sequence
+from datetime import timedelta
 from pathlib import Path
+from typing import Any, TypeVar
+
+import uvloop
 
 from switchboard.shared import config as config_module
 from switchboard.shared import logging as logging_module
@@ -18,6 +21,7 @@ from switchboard.shared.config import Settings
 from switchboard.shared.errors import ConfigError
 from switchboard.shared.lifecycle import run_until_signalled
 
+T = TypeVar("T")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -76,6 +80,10 @@ def _parser() -> argparse.ArgumentParser:
     whatif.add_argument("--since", type=parse_duration, default=timedelta(hours=24), help="how far back (24h)")
     push = policy_sub.add_parser("push", help="validate FILE and make it the policy every controller runs")
     push.add_argument("file", type=Path, metavar="FILE")
+
+    from switchboard import logcli
+
+    logcli.add_parsers(sub)  # replay, calls, transcript, projector
     return parser
 
 
@@ -165,27 +173,21 @@ async def _call(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _tail(settings: Settings, args: argparse.Namespace) -> None:
-    from switchboard.console import render, wanted
-    from switchboard.shared.bus import Bus
-    from switchboard.shared.events import encode
+    from switchboard import logcli
 
-    bus = await Bus.connect(settings.require_nats_url(), name="tail", give_up_after_s=10)
-    colour = sys.stdout.isatty()
-    subject = f"calls.{args.call}.>" if args.call else "calls.>"
-    since = datetime.now(UTC) - args.since if args.since else None
-    try:
-        async for event in bus.follow(subject, since=since, from_start=args.from_start):
-            if not wanted(event, call=args.call, kinds=args.kind, deltas=args.deltas or args.json):
-                continue
-            print(encode(event).decode() if args.json else render(event, colour=colour), flush=True)
-    finally:
-        await bus.close()
+    await logcli.tail(settings, args)  # the same read path as `replay` (shared.subscribe)
 
 
 def _policy(settings: Settings, args: argparse.Namespace) -> int:
     from switchboard.services.controller import policy_commands
 
     return policy_commands.run(args.policy_command, args.file, settings, since=getattr(args, "since", timedelta(0)))
+
+
+def _run(main: Coroutine[Any, Any, T]) -> T:
+    """Run `main` on uvloop (libuv's event loop: markedly faster HTTP, WebSocket and NATS I/O)."""
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -200,17 +202,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             from switchboard.local import run_demo
 
             with tempfile.TemporaryDirectory(prefix="switchboard-demo-") as tmp:
-                return asyncio.run(run_demo(settings, data_dir=Path(tmp), pace=args.pace, workers=args.workers))
+                return _run(run_demo(settings, data_dir=Path(tmp), pace=args.pace, workers=args.workers))
         if args.command == "up":
-            asyncio.run(_up(settings, args))
+            _run(_up(settings, args))
         elif args.command in ("ingress", "controller", "session"):
-            asyncio.run(_serve_one(args.command, settings))
+            _run(_serve_one(args.command, settings))
         elif args.command == "emulator":
-            asyncio.run(_emulator(settings, args))
+            _run(_emulator(settings, args))
         elif args.command == "call":
-            return asyncio.run(_call(settings, args))
+            return _run(_call(settings, args))
         elif args.command == "tail":
-            asyncio.run(_tail(settings, args))
+            _run(_tail(settings, args))
+        elif args.command in ("replay", "calls", "transcript", "projector"):
+            from switchboard import logcli
+
+            return _run(logcli.run(settings, args))
         elif args.command == "policy":
             return _policy(settings, args)
     except ConfigError as exc:

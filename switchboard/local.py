@@ -1,8 +1,9 @@
 """The whole system on one machine, for `switchboard up` and `switchboard demo`.
 
 Embedded defaults: a nats-server from the wheel unless ``NATS_URL`` is set; the OpenAI emulator (with a
-fresh key and webhook secret) unless ``OPENAI_API_KEY`` is set; then the ingress, the controller and
-session workers, each with its own bus connection, as they would run in separate containers.
+fresh key and webhook secret) unless ``OPENAI_API_KEY`` is set; then the ingress, the controller,
+session workers and the projector, each with its own bus connection, as they would run in separate
+containers.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import msgspec
 from switchboard.console import highlight, render
 from switchboard.emulator.config import EmulatorConfig
 from switchboard.emulator.server import Emulator
+from switchboard.projections.projector import Projector
 from switchboard.services.controller.policy import load_policy
 from switchboard.services.controller.service import Controller
 from switchboard.services.ingress.app import WEBHOOK_PATH, Ingress
@@ -54,6 +56,7 @@ class LocalSystem:
         self.ingress: Ingress | None = None
         self.controller: Controller | None = None
         self.session_workers: list[SessionWorker] = []
+        self.projector: Projector | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -95,7 +98,8 @@ class LocalSystem:
         self.session_workers = [
             SessionWorker(self.settings, worker=f"worker-{i + 1}") for i in range(self._workers)
         ]
-        services: list[Service] = [self.ingress, self.controller, *self.session_workers]
+        self.projector = Projector(self.settings)  # keeps call_state/call_records/transcripts for `calls`
+        services: list[Service] = [self.ingress, self.controller, *self.session_workers, self.projector]
         for service in services:
             self._tasks.append(asyncio.create_task(service.run(), name=service.name))
         await self._wait_ready()
@@ -119,7 +123,9 @@ class LocalSystem:
             task.result()
 
     async def stop(self, grace: timedelta = timedelta(seconds=5)) -> None:
-        services: list[Service] = [s for s in (self.ingress, self.controller, *self.session_workers) if s is not None]
+        services: list[Service] = [
+            s for s in (self.ingress, self.controller, *self.session_workers, self.projector) if s is not None
+        ]
         await asyncio.gather(*(s.shutdown(grace) for s in services), return_exceptions=True)
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=grace.total_seconds() + 5)

@@ -222,6 +222,7 @@ class Bus:
         self.stream_settings = stream
         self.stream_ready = False
         self._closing = asyncio.Event()
+        self.credentials: dict[str, str] = {}  # from the URL, for readers that open their own connection
 
     @classmethod
     async def connect(
@@ -266,6 +267,7 @@ class Bus:
                 )
                 bus = cls(nc, source=source or f"switchboard/{name}", stream=stream or StreamSettings())
                 bus._closing = closing
+                bus.credentials = credentials
                 return bus
             except (OSError, TimeoutError, nats.errors.Error) as exc:
                 if give_up_after_s is not None and loop.time() - started > give_up_after_s:

@@ -70,6 +70,8 @@ class CloudEvent(msgspec.Struct, frozen=True, omit_defaults=True):
 
     Extension attributes (omitted when unset): ``lease`` — the session lease number (claim attempt)
     under which a session worker published the event, so readers can fence out a stale owner.
+    ``dataschema`` (a CloudEvents optional attribute) names the data's schema and version, e.g.
+    ``switchboard:call.decided/v1``; events recorded before it existed have none and read as version 1.
     """
 
     specversion: str
@@ -81,6 +83,7 @@ class CloudEvent(msgspec.Struct, frozen=True, omit_defaults=True):
     datacontenttype: str
     data: Any
     lease: int | None = None
+    dataschema: str | None = None
 
     @property
     def call_id(self) -> str:
@@ -95,6 +98,15 @@ class CloudEvent(msgspec.Struct, frozen=True, omit_defaults=True):
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(CloudEvent)
+
+# The version of each kind's data (kinds not listed, ``rt.*`` included, are at 1). Bump a kind's number
+# when its data changes incompatibly, and add an upcaster from the old version in `shared.schema`.
+SCHEMA_VERSIONS: dict[str, int] = {}
+
+
+def dataschema(kind: str) -> str:
+    """The CloudEvents ``dataschema`` of a kind's data: ``switchboard:<type>/v<version>``."""
+    return f"switchboard:{event_type(kind)}/v{SCHEMA_VERSIONS.get(kind, 1)}"
 
 
 def make_event(
@@ -112,6 +124,7 @@ def make_event(
         datacontenttype="application/json",
         data=msgspec.to_builtins(data),
         lease=lease,
+        dataschema=dataschema(kind),
     )
 
 

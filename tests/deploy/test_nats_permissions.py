@@ -188,3 +188,24 @@ async def test_a_user_cannot_write_another_services_events(
     finally:
         await bus.close()
     assert any(f"calls.rtc_forged.{kind}" in line for line in permissioned_nats.violations())
+
+
+async def test_an_app_replays_the_log_with_the_fast_reader_as_its_own_user(
+    permissioned_nats: PermissionedNats,
+) -> None:
+    """`replay` (its own NATS connection) authenticates with the credentials from NATS_URL and reads the log."""
+    from switchboard.shared.subscribe import Selection, replay
+
+    writer = await Bus.connect(permissioned_nats.url("controller"), name="writer", give_up_after_s=5)
+    apps = await Bus.connect(permissioned_nats.url("apps"), name="apps", give_up_after_s=5)
+    try:
+        await writer.ensure_stream()
+        for i in range(3):
+            await writer.record("rtc_replayed", "decided", {"action": "reject", "rule": f"r{i}", "reason": "x"},
+                                msg_id=f"rtc_replayed:{i}")  # fmt: skip
+        seen = [event async for event in replay(apps, Selection(call="rtc_replayed"))]
+        assert [e.kind for e in seen] == ["decided"] * 3
+    finally:
+        await apps.close()
+        await writer.close()
+    assert permissioned_nats.violations() == []
