@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.bench-installed
 
-.PHONY: demo test lint typecheck up clean
+.PHONY: demo test lint typecheck up clean bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +30,19 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/pip install --quiet -e '.[bench]'
+	touch $(BENCH_STAMP)
+
+# Every performance number in the README, measured side by side with the naive approach: tables on
+# stdout, JSON in bench/results/ (about 10 minutes on 2 cores; each script also takes --smoke).
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m bench.intake --profile
+	$(BIN)/python -m bench.relay --profile
+	$(BIN)/python -m bench.failover
+	if [ -f bench/replay.py ]; then $(BIN)/python bench/replay.py; fi
+	$(BIN)/python -m bench.report
 
 clean:
 	rm -rf $(VENV) .switchboard build *.egg-info

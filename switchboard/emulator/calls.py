@@ -106,6 +106,11 @@ class CallRecord(msgspec.Struct, kw_only=True):
     """Every client event received on any sideband, as parsed JSON (or the raw text if it was not JSON)."""
     server_events: list[dict[str, Any]] = msgspec.field(default_factory=list)
     """Every server event sent on at least one sideband, in order."""
+    client_event_times: list[float] = msgspec.field(default_factory=list)
+    """When each of `client_events` arrived (``time.time()``), index for index (benchmarks time the greeting)."""
+    server_event_times: list[float] = msgspec.field(default_factory=list)
+    """When each of `server_events` was sent (``time.time()`` just before the send), index for index
+    (benchmarks time the relay from here to the bus)."""
     created_at: float = msgspec.field(default_factory=time.time)
     answered_at: float | None = None
     ended_at: float | None = None

@@ -176,8 +176,10 @@ class RealtimeSession:
         sideband = Sideband(ws, transport, connection)
         async with self._send_lock:
             text = json.dumps(ev.session_created(self.session))
+            sent_at = time.time()
             if await self._send(sideband, text):
                 self.record.server_events.append(json.loads(text))
+                self.record.server_event_times.append(sent_at)
             self.sidebands.append(sideband)
         return sideband
 
@@ -200,10 +202,12 @@ class RealtimeSession:
         async with self._send_lock:
             targets = [only] if only is not None else list(self.sidebands)
             delivered = False
+            sent_at = time.time()
             for sideband in targets:
                 delivered = await self._send(sideband, text) or delivered
             if delivered:
                 self.record.server_events.append(json.loads(text))
+                self.record.server_event_times.append(sent_at)
             else:
                 self._log.debug("server_event_unheard", type=event["type"])
 
@@ -382,6 +386,7 @@ class RealtimeSession:
 
     async def on_client_text(self, text: str, sideband: Sideband) -> None:
         """Record and answer one client event; anything invalid becomes an ``error`` event."""
+        self.record.client_event_times.append(time.time())
         try:
             event = json.loads(text)
         except ValueError:

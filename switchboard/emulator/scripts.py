@@ -61,6 +61,17 @@ class Script(msgspec.Struct, frozen=True):
     steps: tuple[Step, ...]
 
 
+_CHATTER_TURNS = 100
+_CHATTER_TURN = Say(
+    "Go on, tell me more.",
+    reply=(
+        "Of course. Your plan includes unlimited calls and texts across the country, twenty gigabytes of "
+        "data each month, and free roaming in most of Europe. Unused data rolls over for one month, and "
+        "you can add a second line at half price. If you travel often, the international pack adds fifty "
+        "countries for a small daily fee. Shall I keep going?"
+    ),
+)
+
 SCRIPTS: dict[str, Script] = {
     script.name: script
     for script in (
@@ -96,11 +107,15 @@ SCRIPTS: dict[str, Script] = {
             ),
         ),
         Script("hold", ()),
+        Script("chatter", (*(_CHATTER_TURN,) * _CHATTER_TURNS, Hangup())),
     )
 }
 """Built-in scripts: ``default`` (two turns, then bye), ``short`` (one turn), ``silent`` (hangs up after the
 greeting), ``order_lookup`` (a ``lookup_order`` tool call), ``dtmf`` (one turn and keypad presses), ``hold``
-(stays on the line, silent, until the agent hangs up or refers)."""
+(stays on the line, silent, until the agent hangs up or refers), ``chatter`` (a long, talkative call for
+benchmarks: the caller keeps asking and the agent answers at length, so events stream at a steady rate —
+at pace 1 about 10 events/s, transcript deltas every 0.12 s while the agent speaks; ends after about
+8 minutes at pace 1)."""
 
 DEFAULT_SCRIPT = "default"
 
