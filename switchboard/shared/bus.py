@@ -50,6 +50,7 @@ log = get_logger(__name__)
 _WRONG_LAST_SEQUENCE = 10071
 _STREAM_NAME_IN_USE = 10058
 _CONNECT_BACKOFF_MAX_S = 5.0
+_FETCH_BATCH_MAX = 64
 
 
 def split_credentials(url: str) -> tuple[list[str], dict[str, str]]:
@@ -188,16 +189,21 @@ class WorkQueue:
         try:
             while not stop.is_set():
                 await slots.acquire()
+                # Ask for as many as there are free slots (one round trip for a burst, not one per message).
+                free = 1
+                while free < _FETCH_BATCH_MAX and not slots.locked():
+                    await slots.acquire()
+                    free += 1
                 try:
-                    deliveries = await self.fetch(1, timeout_s=0.5)
+                    deliveries = await self.fetch(free, timeout_s=0.5)
                 except (nats.errors.Error, nats.js.errors.Error) as exc:
-                    slots.release()
+                    for _ in range(free):
+                        slots.release()
                     log.warning("fetch_failed", consumer=self.name, error=str(exc))
                     await _sleep_or_stop(stop, 1.0)
                     continue
-                if not deliveries:
+                for _ in range(free - len(deliveries)):
                     slots.release()
-                    continue
                 for delivery in deliveries:
                     task = asyncio.create_task(handle(delivery))
                     tasks.add(task)
@@ -369,6 +375,32 @@ class Bus:
         except (TimeoutError, nats.errors.Error) as exc:
             raise BusUnavailable(f"publish to {subj} not acknowledged: {type(exc).__name__}") from exc
         return PublishResult(seq=ack.seq, duplicate=bool(ack.duplicate))
+
+    async def publish_many(
+        self, batch: list[tuple[events.CloudEvent, str | None]], *, timeout_s: float = 5.0
+    ) -> None:
+        """Store several events in order with one round of acknowledgements (pipelined, not one by one).
+
+        They go out back to back on this connection, so the stream stores them in order; then every
+        acknowledgement is awaited. One that fails is published again on its own (its ``Nats-Msg-Id``
+        makes that safe); if that fails too, `BusUnavailable` is raised.
+        """
+        futures: list[asyncio.Future[Any]] = []
+        try:
+            for event, msg_id in batch:
+                headers = {"Nats-Msg-Id": msg_id} if msg_id is not None else None
+                subj = events.subject(event.call_id, event.kind)
+                futures.append(await self.js.publish_async(subj, events.encode(event), headers=headers))
+        except (TimeoutError, nats.errors.Error, nats.js.errors.Error) as exc:
+            log.warning("pipelined_publish_failed", error=str(exc) or type(exc).__name__)
+        done = await asyncio.wait(futures, timeout=timeout_s) if futures else (set(), set())
+        for future in done[1]:
+            future.cancel()
+        for i, (event, msg_id) in enumerate(batch):
+            sent = futures[i] if i < len(futures) else None
+            if sent is not None and sent.done() and not sent.cancelled() and sent.exception() is None:
+                continue
+            await self.publish(event, msg_id=msg_id, timeout_s=timeout_s)
 
     async def record(
         self,

@@ -20,6 +20,7 @@ from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from switchboard.services.session import turns
+from switchboard.services.session.relay import Relay
 from switchboard.services.session.telemetry import SessionMetrics
 from switchboard.shared import events
 from switchboard.shared.bus import Bus
@@ -63,6 +64,7 @@ class CallSession:
         self._calls = calls
         self._tool_runs = tool_runs
         self._metrics = metrics or SessionMetrics()
+        self._relay_out = Relay(bus, call_id, attempt, self._metrics)
         self._sideband: Sideband | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._subscriptions: list[Subscription] = []
@@ -73,11 +75,15 @@ class CallSession:
     # --- the relay -----------------------------------------------------------------------------------
 
     async def run(self) -> str:
-        """Hold the sideband until the call ends; return the end reason."""
+        """Hold the sideband until the call ends; return the end reason (once its events are stored)."""
         await self._serve_commands()
+        self._relay_out.start()
         try:
-            return await self._relay()
+            reason = await self._relay()
+            await self._relay_out.flush()
+            return reason
         finally:
+            await self._relay_out.stop()
             for sub in self._subscriptions:
                 with contextlib.suppress(Exception):
                     await sub.unsubscribe()
@@ -133,7 +139,7 @@ class CallSession:
         if type_ == "session.created" and self._greet:
             self._greet = False
             await self.send(turns.response_create(self.accepted.greeting))
-        await self._publish(server_event)
+        self._relay_out.put(server_event)
         if type_ == "response.done":
             if self._hangup_after_response:
                 self._hangup_after_response = False
@@ -141,17 +147,6 @@ class CallSession:
             calls = turns.function_calls(server_event)
             if calls:
                 self._spawn(self._answer_tools(calls))
-
-    async def _publish(self, server_event: dict[str, Any]) -> None:
-        type_ = server_event.get("type")
-        kind = events.rt_kind(type_) if isinstance(type_, str) and _safe_kind(type_) else "rt.unknown"
-        event_id = server_event.get("event_id")
-        # The same OpenAI event seen by two holders across a re-attach is stored once.
-        msg_id = f"{self.call_id}:{event_id}" if isinstance(event_id, str) else None
-        started = time.perf_counter()
-        await self.bus.publish(self.bus.event(self.call_id, kind, server_event, lease=self.attempt), msg_id=msg_id)
-        self._metrics.relay_seconds.observe(time.perf_counter() - started)
-        self._metrics.events_relayed.inc()
 
     async def send(self, client_event: dict[str, Any]) -> None:
         """Send a client event on the sideband; raises `UpstreamError` when it is not attached."""
@@ -292,14 +287,6 @@ class CallSession:
         except (UpstreamError, TimeoutError, OSError) as exc:
             return str(exc) or type(exc).__name__
         return None
-
-
-def _safe_kind(type_: str) -> bool:
-    try:
-        events.subject("x", events.rt_kind(type_))
-    except ValueError:
-        return False
-    return True
 
 
 def _kv_key(tool_call_id: str) -> str:

@@ -41,6 +41,7 @@ TOOL_RUNS_BUCKET = "switchboard_tool_runs"
 LEASE_S = 1.5
 """Ack-wait of a held call: a dead worker's calls are re-attached elsewhere after about this long."""
 _FETCH_WAIT_S = 1.0
+_CLAIM_BATCH_MAX = 8
 
 
 class SessionWorker:
@@ -143,8 +144,10 @@ class SessionWorker:
                 await self._slot_freed.wait()
                 continue
             try:
-                # One at a time: waiting pull requests from all workers share the claims out.
-                deliveries = await queue.fetch(1, timeout_s=_FETCH_WAIT_S)
+                # A few at a time, never more than the free slots: one round trip serves a burst, and
+                # waiting pull requests from all workers still share the claims out.
+                free = min(self.max_calls - len(self._tasks), _CLAIM_BATCH_MAX)
+                deliveries = await queue.fetch(free, timeout_s=_FETCH_WAIT_S)
             except Exception as exc:  # the bus blinked: keep trying, never exit
                 log.warning("claim_fetch_failed", worker=self.worker, error=str(exc))
                 with contextlib.suppress(TimeoutError):
@@ -200,11 +203,12 @@ class SessionWorker:
         try:
             accepted_event = delivery.event()
             accepted = events.payload(accepted_event, events.UpstreamOutcome)
-            plan = plan_claim(
-                last_claimed=await _lease(bus, call_id, "session.claimed"),
-                last_released=await _lease(bus, call_id, "session.released"),
-                ended=await bus.last_event(call_id, "ended") is not None,
+            last_claimed, last_released, ended = await asyncio.gather(
+                _lease(bus, call_id, "session.claimed"),
+                _lease(bus, call_id, "session.released"),
+                bus.last_event(call_id, "ended"),
             )
+            plan = plan_claim(last_claimed=last_claimed, last_released=last_released, ended=ended is not None)
             if plan.skip:
                 await delivery.ack()
                 bound.info("claim_skipped_call_ended")
