@@ -1,5 +1,5 @@
 # One image for every Switchboard service; the command picks the service:
-#   docker run IMAGE ingress | controller | session
+#   docker run IMAGE ingress | controller | session | projector
 # Multi-stage: wheels are built in `builder`; the final stage gets only the installed virtualenv.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 

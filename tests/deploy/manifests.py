@@ -30,7 +30,9 @@ KUBERNETES_VERSION = "1.33"
 OVERLAYS = ("dev", "prod")
 # "base" is the base's files as written; the overlays are rendered.
 TARGETS = ("base", *OVERLAYS)
-SERVICES = ("ingress", "controller", "session")
+SERVICES = ("ingress", "controller", "session", "projector")
+# Services that must run as exactly one pod (events applied in order): replicas 1, recreated, never surged.
+SINGLETONS = ("projector",)
 
 Doc = dict[str, Any]
 

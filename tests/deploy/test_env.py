@@ -14,7 +14,19 @@ REQUIRED = {
     "ingress": {"NATS_URL", "OPENAI_WEBHOOK_SECRET"},
     "controller": {"NATS_URL", "OPENAI_API_KEY"},
     "session": {"NATS_URL", "OPENAI_API_KEY"},
+    "projector": {"NATS_URL"},
 }
+# The secrets each service is given, and no more: the projector talks to NATS only.
+SECRETS = {
+    "ingress": {"NATS_URL", "OPENAI_WEBHOOK_SECRET"},
+    "controller": {"NATS_URL", "OPENAI_API_KEY"},
+    "session": {"NATS_URL", "OPENAI_API_KEY"},
+    "projector": {"NATS_URL"},
+}
+# The settings every service must share: the stream's (which the services create idempotently, and whose
+# replicas and retention the projector also gives the KV buckets it creates) and the log format.
+SHARED = ("SWITCHBOARD_STREAM_REPLICAS", "SWITCHBOARD_STREAM_MAX_AGE_S", "SWITCHBOARD_DUPLICATE_WINDOW_S",
+          "SWITCHBOARD_LOG_FORMAT")  # fmt: skip
 
 
 class _RecordingEnv(Mapping[str, str]):
@@ -70,3 +82,26 @@ def test_configured_values_load(target: str) -> None:
         plain = {name: entry["value"] for name, entry in m.env(service).items() if "value" in entry}
         settings = config.load(plain)
         assert settings.log_format == plain.get("SWITCHBOARD_LOG_FORMAT", settings.log_format)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_each_service_gets_only_its_own_secrets(target: str) -> None:
+    """Each service gets exactly its secrets (from Secrets), its NATS URL under its own key: no OpenAI key
+    where none is needed (the projector), no other service's NATS user."""
+    m = manifests(target)
+    for service in SERVICES:
+        env = m.env(service)
+        from_secrets = {name for name, entry in env.items() if "secretKeyRef" in entry.get("valueFrom", {})}
+        assert from_secrets == SECRETS[service], service
+        ref = env["NATS_URL"]["valueFrom"]["secretKeyRef"]
+        assert (ref["name"], ref["key"]) == ("switchboard-nats", f"{service}-url"), service
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_every_service_shares_the_stream_settings(target: str) -> None:
+    """The stream settings and log format are the same for every service (one ConfigMap), so whichever
+    service creates the stream or a KV bucket first creates it the same way."""
+    m = manifests(target)
+    for name in SHARED:
+        values = {service: m.env(service)[name]["value"] for service in SERVICES}
+        assert len(set(values.values())) == 1, f"{target}: {name} differs: {values}"

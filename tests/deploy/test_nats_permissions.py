@@ -6,6 +6,7 @@ JSON, with `"<< $VAR >>"` unquoted into an environment reference that the server
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import re
@@ -19,12 +20,17 @@ from datetime import timedelta
 from pathlib import Path
 
 import msgspec
+import nats.errors
 import pytest
 import yaml
 
+from switchboard import logcli
 from switchboard.emulator.config import EmulatorConfig
 from switchboard.emulator.server import Emulator
 from switchboard.local import new_webhook_secret
+from switchboard.projections import CALL_RECORDS, CALL_STATE, PROJECTIONS, fold
+from switchboard.projections.projector import Projector
+from switchboard.projections.store import ProjectionStore
 from switchboard.services.controller.policy import load_policy
 from switchboard.services.controller.service import Controller
 from switchboard.services.ingress.app import WEBHOOK_PATH, Ingress
@@ -35,6 +41,7 @@ from switchboard.shared.errors import BusUnavailable
 from switchboard.shared.events import CloudEvent
 from switchboard.shared.lifecycle import Service
 from switchboard.shared.natsserver import find_binary, free_port
+from switchboard.shared.subscribe import Selection, replay
 from tests.deploy.manifests import BASE, NATS_VALUES
 
 _CHART_RAW = re.compile(r'"<<\s+(.*?)\s+>>"')  # the chart's nats.formatConfig
@@ -138,10 +145,46 @@ async def openai() -> AsyncIterator[FakeOpenAI]:
         await emulator.shutdown()
 
 
+async def _projected(store: ProjectionStore, call_id: str) -> dict[str, object]:
+    """The call's stored states, by projection."""
+    return {p.name: (await store.get(p, call_id))[0] for p in PROJECTIONS}
+
+
+async def _folded(log_reader: Bus, call_id: str) -> dict[str, object]:
+    """The call's states as the pure evolve functions make them from its events in the log."""
+    events = [e async for e in replay(log_reader, Selection(call=call_id))]
+    return {p.name: fold(p, events).get(call_id) for p in PROJECTIONS}
+
+
+async def _wait_projected(store: ProjectionStore, apps: Bus, call_id: str, timeout_s: float) -> dict[str, object]:
+    """The stored states once they are what the log folds to (the projector has caught up)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        stored, folded = await _projected(store, call_id), await _folded(apps, call_id)
+        if stored == folded or asyncio.get_running_loop().time() > deadline:
+            assert stored == folded, "the projections are not what the log folds to"
+            return stored
+        await asyncio.sleep(0.1)
+
+
+async def _cli(settings: Settings, capsys: pytest.CaptureFixture[str], command: str, **args: object) -> str:
+    """`switchboard <command>` (as the user in settings' NATS_URL), its standard output."""
+    capsys.readouterr()
+    assert await logcli.run(settings, argparse.Namespace(command=command, **args)) == 0
+    return capsys.readouterr().out
+
+
+def _nothing_listens(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
 async def test_each_service_carries_a_call_as_its_own_nats_user(
-    permissioned_nats: PermissionedNats, openai: FakeOpenAI
+    permissioned_nats: PermissionedNats, openai: FakeOpenAI, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Ingress, controller and a session worker, each as its own least-privilege user, take a call to its end."""
+    """Ingress, controller and a session worker, each as its own least-privilege user, take a call to its end;
+    the projector, as its own, projects it into KV; `calls` and `transcript` read it as apps; and an
+    operator's `replay --rebuild`, as the projector user, rebuilds the same states."""
     common = Settings(
         openai_api_key=openai.api_key,
         webhook_secrets=(openai.webhook_secret,),
@@ -155,7 +198,10 @@ async def test_each_service_carries_a_call_as_its_own_nats_user(
     ingress = Ingress(as_user("ingress", ingress_host="127.0.0.1", ingress_port=openai.ingress_port))
     controller = Controller(as_user("controller"), load_policy(BASE / "policy.yaml"))
     worker = SessionWorker(as_user("session"), worker="w1")
-    services: list[Service] = [ingress, controller, worker]
+    # The manifests give the projector no probes: it must serve nothing, even with HEALTH_PORT set.
+    health_port = free_port()
+    projector = Projector(as_user("projector", health_port=health_port))
+    services: list[Service] = [ingress, controller, worker, projector]
     await ingress.start()  # listening (and its bus connected) before the first webhook
     tasks = [asyncio.create_task(s.run()) for s in services]
     apps = await Bus.connect(permissioned_nats.url("apps"), name="apps", give_up_after_s=5)
@@ -163,6 +209,36 @@ async def test_each_service_carries_a_call_as_its_own_nats_user(
         call_id = openai.emulator.place_call("+14155550101", "+18005550100")
         kinds = [e.kind for e in await _wait_for(apps, call_id, "ended", timeout_s=30)]
         assert {"incoming", "decided", "accepted", "session.claimed", "rt.session.created"} <= set(kinds), kinds
+
+        # The projector (it creates the buckets: apps may not) holds the finished call's state.
+        deadline = asyncio.get_running_loop().time() + 10
+        while projector.applied == 0:
+            assert asyncio.get_running_loop().time() < deadline, "the projector applied nothing"
+            await asyncio.sleep(0.05)
+        store = await ProjectionStore(apps).open()
+        states = await _wait_projected(store, apps, call_id, timeout_s=10)
+        state, record = states[CALL_STATE.name], states[CALL_RECORDS.name]
+        assert state is not None and state.phase == "ended", state  # type: ignore[attr-defined]
+        assert record is not None and record.ended_at and record.outcome, record  # type: ignore[attr-defined]
+        assert _nothing_listens(health_port), "the projector serves a health endpoint now: give it probes"
+
+        # An operator's reads, as apps.
+        reader = as_user("apps")
+        calls = await _cli(reader, capsys, "calls", limit=20, live=False, json=True)
+        listed = [json.loads(line) for line in calls.splitlines()]
+        assert [(c["state"]["call_id"], c["state"]["phase"]) for c in listed] == [(call_id, "ended")]
+        transcript = json.loads(await _cli(reader, capsys, "transcript", call_id=call_id, json=True))
+        assert transcript["call_id"] == call_id
+
+        # The operator's rebuild, as the projector user, while the projector runs: it purges the buckets
+        # and writes back what the log folds to.
+        rebuilt = await _cli(
+            as_user("projector"), capsys, "replay",
+            rebuild=True, call=None, kind=[], since=None, until=None, json=False, progress=False,
+        )  # fmt: skip
+        assert rebuilt.startswith("rebuilt call_state, call_records and transcripts"), rebuilt
+        rebuilt_state = (await _wait_projected(store, apps, call_id, timeout_s=5))[CALL_STATE.name]
+        assert rebuilt_state is not None and rebuilt_state.phase == "ended"  # type: ignore[attr-defined]
         assert not any(t.done() for t in tasks), [t.exception() for t in tasks if t.done()]
     finally:
         await apps.close()
@@ -175,7 +251,13 @@ async def test_each_service_carries_a_call_as_its_own_nats_user(
 
 @pytest.mark.parametrize(
     ("user", "kind"),
-    [("ingress", "decided"), ("controller", "incoming"), ("session", "decided"), ("apps", "incoming")],
+    [
+        ("ingress", "decided"),
+        ("controller", "incoming"),
+        ("session", "decided"),
+        ("apps", "incoming"),
+        ("projector", "ended"),
+    ],
 )
 async def test_a_user_cannot_write_another_services_events(
     permissioned_nats: PermissionedNats, user: str, kind: str
@@ -188,6 +270,30 @@ async def test_a_user_cannot_write_another_services_events(
     finally:
         await bus.close()
     assert any(f"calls.rtc_forged.{kind}" in line for line in permissioned_nats.violations())
+
+
+@pytest.mark.parametrize("user", ["ingress", "controller", "session", "apps"])
+async def test_only_the_projector_writes_the_projections(permissioned_nats: PermissionedNats, user: str) -> None:
+    """No other user may create, write or purge the projections' buckets (apps reads them: see above)."""
+    bus = await Bus.connect(permissioned_nats.url(user), name=user, give_up_after_s=5)
+    subjects = []
+    for projection in PROJECTIONS:
+        subjects += [
+            f"$KV.{projection.name}.rtc_forged",
+            f"$JS.API.STREAM.CREATE.KV_{projection.name}",
+            f"$JS.API.STREAM.PURGE.KV_{projection.name}",
+        ]
+
+    async def refused(subject: str) -> None:
+        with pytest.raises((nats.errors.Error, TimeoutError)):
+            await bus.nc.request(subject, b"{}", timeout=0.5)
+
+    try:
+        await asyncio.gather(*(refused(subject) for subject in subjects))
+    finally:
+        await bus.close()
+    violations = "\n".join(permissioned_nats.violations())
+    assert all(subject in violations for subject in subjects), violations
 
 
 async def test_an_app_replays_the_log_with_the_fast_reader_as_its_own_user(

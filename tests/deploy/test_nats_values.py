@@ -8,6 +8,12 @@ from typing import Any
 import pytest
 import yaml
 
+from switchboard.projections import PROJECTIONS
+from switchboard.projections.projector import SUBSCRIPTION as PROJECTOR_CONSUMER
+from switchboard.services.controller.service import CONSUMER as CONTROLLER_CONSUMER
+from switchboard.services.controller.service import ENDED_CONSUMER as CONTROLLER_ENDED_CONSUMER
+from switchboard.services.session.worker import CONSUMER as SESSION_CONSUMER
+from switchboard.shared.events import STREAM
 from tests.deploy.manifests import NATS_DEV_VALUES, NATS_VALUES, SERVICES, manifests
 
 ENV_REFERENCE = re.compile(r"^<< \$([A-Z][A-Z0-9_]*) >>$")
@@ -78,3 +84,74 @@ def test_each_service_has_its_own_user_with_allow_lists() -> None:
         permissions = user["permissions"]
         assert permissions["publish"]["allow"] and permissions["subscribe"]["allow"], name
         assert ">" not in permissions["publish"]["allow"] and "calls.>" not in permissions["publish"]["allow"], name
+
+
+# The durable consumers on CALLS, by the service (user) whose code names them.
+CONSUMERS = {
+    "controller": (CONTROLLER_CONSUMER, CONTROLLER_ENDED_CONSUMER),
+    "session": (SESSION_CONSUMER,),
+    "projector": (PROJECTOR_CONSUMER,),
+}
+
+
+def _matches(pattern: str, subject: str) -> bool:
+    """NATS subject matching: `*` is one token, `>` one or more at the end."""
+    wanted, tokens = pattern.split("."), subject.split(".")
+    for i, token in enumerate(wanted):
+        if token == ">":
+            return len(tokens) > i
+        if i >= len(tokens) or (token != "*" and token != tokens[i]):
+            return False
+    return len(wanted) == len(tokens)
+
+
+def _may_publish(user: dict[str, Any], subject: str) -> bool:
+    publish = user["permissions"]["publish"]
+    allowed = any(_matches(p, subject) for p in publish["allow"])
+    return allowed and not any(_matches(p, subject) for p in publish.get("deny", []))
+
+
+def _consumer_subjects(consumer: str) -> dict[str, str]:
+    return {
+        "pull": f"$JS.API.CONSUMER.MSG.NEXT.{STREAM}.{consumer}",
+        "ack": f"$JS.ACK.{STREAM}.{consumer}.1.2.3.1700000000000000000.0",
+        "create": f"$JS.API.CONSUMER.DURABLE.CREATE.{STREAM}.{consumer}",
+        "create by name": f"$JS.API.CONSUMER.CREATE.{STREAM}.{consumer}",
+        "create with filter": f"$JS.API.CONSUMER.CREATE.{STREAM}.{consumer}.calls.*.incoming",
+        "delete": f"$JS.API.CONSUMER.DELETE.{STREAM}.{consumer}",
+    }
+
+
+def test_no_user_can_take_another_services_consumer() -> None:
+    """Each service may create, pull from and acknowledge its own durable consumers; no other user may
+    create, pull from, acknowledge or delete them (the apps and projector users' wildcards deny them)."""
+    users = {u["user"]: u for u in _users()}
+    problems = []
+    for owner, consumers in CONSUMERS.items():
+        for consumer in consumers:
+            subjects = _consumer_subjects(consumer)
+            for action in ("pull", "ack", "create"):
+                if not _may_publish(users[owner], subjects[action]):
+                    problems.append(f"{owner} may not {action} its own consumer {consumer}")
+            for name, user in users.items():
+                if name == owner:
+                    continue
+                problems += [f"{name} may {a} {owner}'s consumer {consumer}" for a, subject in subjects.items()
+                             if _may_publish(user, subject)]  # fmt: skip
+    assert not problems, "\n".join(problems)
+
+
+def test_only_the_projector_writes_the_projections_and_apps_reads_them() -> None:
+    """The projections' buckets: the projector creates, writes and purges them; apps only reads them; the
+    other services cannot touch them."""
+    users = {u["user"]: u for u in _users()}
+    for projection in PROJECTIONS:
+        bucket, stream = projection.name, f"KV_{projection.name}"
+        writes = [f"$KV.{bucket}.rtc_1", f"$JS.API.STREAM.CREATE.{stream}", f"$JS.API.STREAM.PURGE.{stream}"]
+        reads = [f"$JS.API.STREAM.INFO.{stream}", f"$JS.API.STREAM.MSG.GET.{stream}",
+                 f"$JS.API.DIRECT.GET.{stream}.$KV.{bucket}.rtc_1"]  # fmt: skip
+        for name, user in users.items():
+            may_write = name == "projector"
+            may_read = name in ("projector", "apps")
+            assert all(_may_publish(user, s) == may_write for s in writes), (name, bucket)
+            assert all(_may_publish(user, s) == may_read for s in reads), (name, bucket)

@@ -10,11 +10,16 @@ import pytest
 from switchboard.services.controller.policy import load_policy
 from switchboard.services.ingress.app import WEBHOOK_PATH, Ingress
 from switchboard.shared.config import Secret, Settings
-from tests.deploy.manifests import BASE, SERVICES, TARGETS, Doc, Manifests, manifests, pod_specs
+from tests.deploy.manifests import BASE, SERVICES, SINGLETONS, TARGETS, Doc, Manifests, manifests, pod_specs
 
 # Services that serve no HTTP endpoint yet, so have nothing real to probe (deploy/README.md, "Probes").
 # When one gains a health endpoint, give it probes and take it off this list: the test below insists.
-WITHOUT_HEALTH_ENDPOINT: set[str] = set()
+# - projector: `Projector.run` starts no health server (no /healthz, /readyz, /metrics on HEALTH_PORT);
+#   a failure ends the process and the container restarts. tests/deploy/test_nats_permissions.py checks
+#   that it binds nothing on HEALTH_PORT.
+WITHOUT_HEALTH_ENDPOINT: set[str] = {"projector"}
+# The only services that call out of the cluster (OpenAI's API, over HTTPS).
+REACH_OPENAI = {"controller", "session"}
 
 
 def _ingress_get_routes() -> set[str]:
@@ -141,6 +146,7 @@ def test_services_without_probes_are_exactly_those_without_a_health_endpoint(tar
         if service in WITHOUT_HEALTH_ENDPOINT:
             assert not any(p in container for p in probes), f"{service} has probes now: update the list"
             assert "ports" not in container
+            assert "HEALTH_PORT" not in m.env(service), f"{service}: no health server reads HEALTH_PORT"
         else:
             assert all(p in container for p in probes), service
 
@@ -174,8 +180,24 @@ def test_rollouts_never_take_a_pod_away_before_its_replacement_is_ready(target: 
     """Rolling updates surge first (maxUnavailable 0), so capacity never dips during a rollout."""
     m = manifests(target)
     for service in SERVICES:
+        if service in SINGLETONS:
+            continue
         strategy = m.deployment(service)["spec"]["strategy"]
         assert strategy["type"] == "RollingUpdate" and strategy["rollingUpdate"]["maxUnavailable"] == 0, service
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_singletons_run_exactly_one_pod_and_never_two(target: str) -> None:
+    """The projector applies events in order: one replica in every environment (no overlay scales it, no
+    autoscaler targets it), and a rollout stops the old pod before it starts the new one (Recreate)."""
+    m = manifests(target)
+    for service in SINGLETONS:
+        deployment = m.deployment(service)
+        assert deployment["spec"]["replicas"] == 1, service
+        assert deployment["spec"]["strategy"] == {"type": "Recreate"}, service
+        name = deployment["metadata"]["name"]
+        for scaled in m.of_kind("ScaledObject") + m.of_kind("HorizontalPodAutoscaler"):
+            assert scaled["spec"]["scaleTargetRef"]["name"] != name, f"{service} must not be autoscaled"
 
 
 @pytest.mark.parametrize("target", TARGETS)
@@ -214,7 +236,9 @@ def _allowed(m: Manifests, service: str, direction: str) -> list[Doc]:
 def test_only_the_ingress_pods_accept_traffic(target: str) -> None:
     """Only the ingress pods are reachable: on their HTTP port, from the ingress controller and Prometheus only."""
     m = manifests(target)
-    assert not _allowed(m, "controller", "ingress") and not _allowed(m, "session", "ingress")
+    for service in SERVICES:
+        if service != "ingress":
+            assert not _allowed(m, service, "ingress"), f"nothing connects to the {service}"
     http_port = m.container("ingress")["ports"][0]["containerPort"]
     namespaces = set()
     for rule in _allowed(m, "ingress", "ingress"):
@@ -227,15 +251,17 @@ def test_only_the_ingress_pods_accept_traffic(target: str) -> None:
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_every_service_may_reach_nats_and_only_workers_reach_out(target: str) -> None:
-    """All services may reach NATS (4222); only controller and session reach HTTPS outside the cluster."""
+    """All services may reach NATS (4222); only controller and session reach HTTPS outside the cluster;
+    the others reach NATS and DNS, nothing else."""
     m = manifests(target)
     for service in SERVICES:
         egress = _allowed(m, service, "egress")
         ports = {p["port"] for rule in egress for p in rule.get("ports", [])}
         assert 4222 in ports, service
         outside = [peer for rule in egress for peer in rule["to"] if "ipBlock" in peer]
-        if service == "ingress":
-            assert not outside
+        if service not in REACH_OPENAI:
+            assert not outside, service
+            assert ports == {53, 4222}, service
         else:
             for peer in outside:
                 excepted = [ipaddress.ip_network(c) for c in peer["ipBlock"]["except"]]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from kubernetes_validate import utils as kubernetes_validate  # type: ignore[import-untyped]
 
-from tests.deploy.manifests import KUBERNETES_VERSION, OVERLAYS, TARGETS, manifests
+from tests.deploy.manifests import KUBERNETES_VERSION, OVERLAYS, SERVICES, TARGETS, manifests
 
 # Custom resources have no schema in kubernetes-validate; each one is checked by its own tests.
 CUSTOM_KINDS = {"ScaledObject": "keda.sh/v1alpha1"}
@@ -13,12 +13,13 @@ CUSTOM_KINDS = {"ScaledObject": "keda.sh/v1alpha1"}
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_overlay_renders_with_kustomize(overlay: str) -> None:
-    """`kubectl kustomize` renders the overlay into Switchboard's three Deployments and their companions."""
+    """`kubectl kustomize` renders the overlay into Switchboard's four Deployments and their companions."""
     m = manifests(overlay)
     assert {d["metadata"]["name"] for d in m.of_kind("Deployment")} == {
         "switchboard-ingress",
         "switchboard-controller",
         "switchboard-session",
+        "switchboard-projector",
     }
     assert all(d["metadata"].get("namespace") for d in m.docs if d["kind"] != "Namespace")
 
@@ -53,7 +54,7 @@ def test_no_secret_is_inlined(target: str) -> None:
     """No Secret object ships with the manifests and every credential comes from a secretKeyRef."""
     m = manifests(target)
     assert not m.of_kind("Secret")
-    for service in ("ingress", "controller", "session"):
+    for service in SERVICES:
         env = m.env(service)
         for name in ("NATS_URL", "OPENAI_API_KEY", "OPENAI_WEBHOOK_SECRET"):
             if name in env:
