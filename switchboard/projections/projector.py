@@ -20,7 +20,9 @@ from switchboard.projections.store import Conflict, ProjectionStore
 from switchboard.shared.bus import Bus
 from switchboard.shared.config import Settings
 from switchboard.shared.errors import BusUnavailable
+from switchboard.shared.health import HealthServer
 from switchboard.shared.logging import get_logger
+from switchboard.shared.metrics import Metrics
 from switchboard.shared.schema import LogEvent
 from switchboard.shared.subscribe import EVERYTHING, Durable
 
@@ -47,6 +49,14 @@ class Projector:
         self._store: ProjectionStore | None = None
         self._cache: OrderedDict[tuple[str, str], tuple[Any, int]] = OrderedDict()
         self.applied = 0
+        self.ready = False
+        self._metrics = Metrics("projector")
+        self._applied = self._metrics.counter("events_applied", "Log events folded into the projections.")
+        self._health = (
+            HealthServer(self._metrics, lambda: self.ready, port=settings.health_port)
+            if settings.health_port
+            else None
+        )
 
     async def run(self) -> None:
         if self._bus is None:
@@ -57,12 +67,19 @@ class Projector:
                 self._bus, self._projections, ttl_s=self._settings.stream_max_age_s
             ).open()
             log.info("projector_started", projections=[p.name for p in self._projections])
+            if self._health is not None:
+                await self._health.start()
+            self.ready = True
             await Durable(self._bus, SUBSCRIPTION, EVERYTHING, batch=256).run(self.apply, self._stop)
         finally:
+            self.ready = False
+            if self._health is not None:
+                await self._health.stop()
             if self._owns_bus:
                 await self._bus.close()
 
     async def shutdown(self, grace: timedelta = timedelta(seconds=5)) -> None:
+        self.ready = False
         self._stop.set()
 
     async def apply(self, event: LogEvent) -> None:
@@ -71,6 +88,7 @@ class Projector:
             if projection.relevant(event.kind) and event.call_id:
                 await self._apply_one(projection, event)
         self.applied += 1
+        self._applied.inc()
 
     async def _apply_one(self, projection: Projection[Any], event: LogEvent) -> None:
         assert self._store is not None

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+import httpx
 import msgspec
 import nats.errors
 import pytest
@@ -174,9 +175,9 @@ async def _cli(settings: Settings, capsys: pytest.CaptureFixture[str], command: 
     return capsys.readouterr().out
 
 
-def _nothing_listens(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) != 0
+async def _ready(port: int) -> bool:
+    async with httpx.AsyncClient(timeout=5) as http:
+        return (await http.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200
 
 
 async def test_each_service_carries_a_call_as_its_own_nats_user(
@@ -198,7 +199,7 @@ async def test_each_service_carries_a_call_as_its_own_nats_user(
     ingress = Ingress(as_user("ingress", ingress_host="127.0.0.1", ingress_port=openai.ingress_port))
     controller = Controller(as_user("controller"), load_policy(BASE / "policy.yaml"))
     worker = SessionWorker(as_user("session"), worker="w1")
-    # The manifests give the projector no probes: it must serve nothing, even with HEALTH_PORT set.
+    # The manifests probe the projector on HEALTH_PORT.
     health_port = free_port()
     projector = Projector(as_user("projector", health_port=health_port))
     services: list[Service] = [ingress, controller, worker, projector]
@@ -220,7 +221,7 @@ async def test_each_service_carries_a_call_as_its_own_nats_user(
         state, record = states[CALL_STATE.name], states[CALL_RECORDS.name]
         assert state is not None and state.phase == "ended", state  # type: ignore[attr-defined]
         assert record is not None and record.ended_at and record.outcome, record  # type: ignore[attr-defined]
-        assert _nothing_listens(health_port), "the projector serves a health endpoint now: give it probes"
+        assert await _ready(health_port), "the projector's /readyz is not 200"
 
         # An operator's reads, as apps.
         reader = as_user("apps")

@@ -12,12 +12,9 @@ from switchboard.services.ingress.app import WEBHOOK_PATH, Ingress
 from switchboard.shared.config import Secret, Settings
 from tests.deploy.manifests import BASE, SERVICES, SINGLETONS, TARGETS, Doc, Manifests, manifests, pod_specs
 
-# Services that serve no HTTP endpoint yet, so have nothing real to probe (deploy/README.md, "Probes").
-# When one gains a health endpoint, give it probes and take it off this list: the test below insists.
-# - projector: `Projector.run` starts no health server (no /healthz, /readyz, /metrics on HEALTH_PORT);
-#   a failure ends the process and the container restarts. tests/deploy/test_nats_permissions.py checks
-#   that it binds nothing on HEALTH_PORT.
-WITHOUT_HEALTH_ENDPOINT: set[str] = {"projector"}
+# Services that serve no HTTP endpoint, so have nothing real to probe (none today: every service serves
+# /healthz and /readyz). One added here must have no probes: the test below insists.
+WITHOUT_HEALTH_ENDPOINT: set[str] = set()
 # The only services that call out of the cluster (OpenAI's API, over HTTPS).
 REACH_OPENAI = {"controller", "session"}
 
@@ -125,9 +122,9 @@ def test_ingress_probes_hit_its_real_endpoints(target: str) -> None:
 
 
 @pytest.mark.parametrize("target", TARGETS)
-@pytest.mark.parametrize("service", ["controller", "session"])
+@pytest.mark.parametrize("service", ["controller", "session", "projector"])
 def test_worker_probes_hit_the_health_server_on_health_port(target: str, service: str) -> None:
-    """Controller and session probes use the health server's /healthz and /readyz on HEALTH_PORT."""
+    """Controller, session and projector probes use the health server's /healthz and /readyz on HEALTH_PORT."""
     m = manifests(target)
     container = m.container(service)
     port = {p["name"]: p["containerPort"] for p in container["ports"]}

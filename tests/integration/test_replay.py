@@ -96,7 +96,7 @@ async def test_live_projector_and_rebuild_both_produce_the_golden_projections(bu
     """The golden log stored in NATS: the projector's KV, and a rebuild from scratch, equal the expectation."""
     total = await _publish_golden(bus, "spine_v0.jsonl")
     expected = msgspec.json.decode(expected_path(LOGS / "spine_v0.jsonl").read_bytes())
-    projector = Projector(Settings(nats_url="unused"), bus=bus)
+    projector = Projector(Settings(nats_url="unused", health_port=None), bus=bus)
     task = asyncio.create_task(projector.run())
     try:
         await eventually(lambda: projector.applied >= total, timeout=30, what="projector caught up")
@@ -112,7 +112,7 @@ async def test_live_projector_and_rebuild_both_produce_the_golden_projections(bu
 async def test_a_rebuild_while_the_projector_runs_converges_to_the_same_state(bus: Bus) -> None:
     """Rebuilding under a running projector, with events arriving, ends where a projector alone would."""
     await _publish_golden(bus, "spine_v0.jsonl")
-    projector = Projector(Settings(nats_url="unused"), bus=bus)
+    projector = Projector(Settings(nats_url="unused", health_port=None), bus=bus)
     task = asyncio.create_task(projector.run())
     try:
         rebuilding = asyncio.create_task(rebuild(bus))
