@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import uvloop
 
+from switchboard.emulator.scripts import SCRIPTS
 from switchboard.shared import config as config_module
 from switchboard.shared import logging as logging_module
 from switchboard.shared.config import Settings
@@ -59,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     call.add_argument("--from", dest="caller", required=True, help="caller number, e.g. +14155550101")
     call.add_argument("--to", dest="dialled", required=True, help="dialled number, e.g. +18005550100")
     call.add_argument("--header", action="append", default=[], metavar="NAME=VALUE", help="extra SIP header")
-    call.add_argument("--script", default="default", help="caller script: default, short, silent, order_lookup")
+    call.add_argument("--script", default="default", choices=sorted(SCRIPTS), help="what the caller does")
     call.add_argument("--wait", action="store_true", help="wait for the call to end and print its record")
 
     tail = sub.add_parser("tail", help="follow call events live")

@@ -99,3 +99,24 @@ async def test_tail_follows_events_filtered_by_kind_and_call(
         assert any("rejected" in line for line in one.lines)
     finally:
         await system.stop()
+
+
+async def test_call_places_a_call_through_the_running_emulator(
+    nats_server: NatsServer, tmp_path: Path, procs: list[Proc]
+) -> None:
+    """`switchboard call --wait` rings the emulator at EMULATOR_PORT, prints the call id, then how it ended."""
+    from switchboard.shared.config import Settings
+
+    settings = Settings(nats_url=nats_server.url, emulator_port=free_port(), ingress_port=0, ingress_host="127.0.0.1")
+    system = LocalSystem(settings, data_dir=tmp_path, workers=1, pace=0)
+    await system.start()
+    try:
+        call = await spawn("call", "--from", "+14155550101", "--to", "+18005550100", "--script", "short", "--wait",
+                           env={"EMULATOR_PORT": str(settings.emulator_port)})  # fmt: skip
+        procs.append(call)
+        assert await call.wait(30) == 0
+        call_id = call.lines[0]
+        assert call.lines[1] == f"{call_id}: ended (caller_hangup)"
+        assert system.emulator is not None and system.emulator.calls[call_id].state == "ended"
+    finally:
+        await system.stop()
