@@ -120,3 +120,24 @@ async def test_call_places_a_call_through_the_running_emulator(
         assert system.emulator is not None and system.emulator.calls[call_id].state == "ended"
     finally:
         await system.stop()
+
+
+@pytest.mark.timeout(90)
+async def test_up_stays_up_serves_calls_and_stops_cleanly(tmp_path: Path, procs: list[Proc]) -> None:
+    """`switchboard up` starts everything, takes a call placed with `switchboard call`, and exits 0 on SIGTERM."""
+    env = {"EMULATOR_PORT": str(free_port()), "INGRESS_PORT": str(free_port()), "OPENAI_API_KEY": "", "NATS_URL": ""}
+    up = await spawn("up", "--pace", "0", "--data-dir", str(tmp_path / "data"), env=env)
+    procs.append(up)
+    ready = await up.wait_for_line("Switchboard is up", timeout_s=60)
+    nats_url = ready.split("NATS_URL=", 1)[1].strip()
+    call = await spawn("call", "--from", "+14155550101", "--to", "+18005550100", "--script", "silent", "--wait",
+                       env=env)  # fmt: skip
+    procs.append(call)
+    assert await call.wait(30) == 0
+    assert call.lines[1].endswith("ended (caller_hangup)")
+    replayed = await spawn(
+        "tail", "--call", call.lines[0], "--from-start", "--kind", "ended", env={"NATS_URL": nats_url}
+    )
+    procs.append(replayed)
+    await replayed.wait_for_line("call ended (caller_hangup)")
+    assert await up.stop(30) == 0
