@@ -19,7 +19,7 @@ from switchboard.emulator.scripts import SCRIPTS
 from switchboard.shared import config as config_module
 from switchboard.shared import logging as logging_module
 from switchboard.shared.config import Settings
-from switchboard.shared.errors import ConfigError
+from switchboard.shared.errors import ConfigError, SwitchboardError
 from switchboard.shared.lifecycle import run_until_signalled
 
 T = TypeVar("T")
@@ -223,6 +223,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"switchboard: {exc}", file=sys.stderr)
         return 2
+    except SwitchboardError as exc:  # the bus or OpenAI said no: say what, not a traceback
+        print(f"switchboard: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     return 0

@@ -45,7 +45,10 @@ class ProjectionStore:
                 except nats.js.errors.APIError:  # made meanwhile by another writer (a rebuild, a projector)
                     kv = await asyncio.wait_for(self._bus.js.key_value(projection.name), _TIMEOUT_S)
             except (TimeoutError, nats.errors.Error, nats.js.errors.Error) as exc:
-                raise BusUnavailable(f"could not open KV bucket {projection.name}: {exc}") from exc
+                raise BusUnavailable(
+                    f"could not open KV bucket {projection.name} (the projector creates it: has it run, and may "
+                    f"this NATS user read it?): {type(exc).__name__} {exc}".rstrip()
+                ) from exc
             self._buckets[projection.name] = kv
         return self
 

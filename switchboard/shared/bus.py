@@ -265,12 +265,15 @@ class Bus:
                     name=name,
                     connect_timeout=2,
                     allow_reconnect=True,
-                    max_reconnect_attempts=-1,
+                    # Few tries here, so this loop's backoff and `give_up_after_s` stay in charge of the
+                    # first connection; once connected, reconnect forever (set below).
+                    max_reconnect_attempts=1,
                     reconnect_time_wait=0.5,
                     error_cb=on_error,
                     disconnected_cb=on_disconnected,
                     reconnected_cb=on_reconnected,
                 )
+                nc.options["max_reconnect_attempts"] = -1  # never give up on a cluster we have reached
                 bus = cls(nc, source=source or f"switchboard/{name}", stream=stream or StreamSettings())
                 bus._closing = closing
                 bus.credentials = credentials

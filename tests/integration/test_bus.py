@@ -49,3 +49,15 @@ async def test_follow_from_start_yields_events_in_order(bus: Bus) -> None:
     await bus.record("rtc_c", "k3", {"i": 3})
     await asyncio.wait_for(task, 5)
     assert seen == ["k0", "k1", "k2", "k3"]
+
+
+async def test_connecting_to_no_server_gives_up_when_told_with_a_clear_error() -> None:
+    """With give_up_after_s, an unreachable NATS ends in BusUnavailable naming the server (no password)."""
+    from switchboard.shared.errors import BusUnavailable
+    from switchboard.shared.natsserver import free_port
+
+    url = f"nats://svc:s3cret@127.0.0.1:{free_port()}"
+    with pytest.raises(BusUnavailable) as info:
+        await Bus.connect(url, name="test", give_up_after_s=0.5)
+    assert "could not connect to NATS at nats://127.0.0.1:" in str(info.value)
+    assert "s3cret" not in str(info.value)
