@@ -361,3 +361,18 @@ async def test_a_worker_reports_ready_and_its_live_calls_on_its_health_port(fron
     finally:
         await worker.shutdown()
         await asyncio.wait_for(task, 10)
+
+
+async def test_an_unreadable_accepted_event_is_taken_out_of_the_queue(
+    front: LocalSystem, bus: Bus, start_worker: Callable[[str], Awaitable[SessionWorker]]
+) -> None:
+    """An `accepted` event whose data is not an answer is dropped once, not redelivered forever."""
+    await start_worker("w1")
+    await bus.record("rtc_garbled", "accepted", {"http_status": "not a number"})
+
+    async def settled() -> bool:
+        info = await bus.js.consumer_info("CALLS", "session")
+        return info.num_pending == 0 and info.num_ack_pending == 0
+
+    await eventually(settled, what="the event left the session queue")
+    assert await bus.last_event("rtc_garbled", "session.claimed") is None

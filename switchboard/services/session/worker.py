@@ -251,9 +251,14 @@ class SessionWorker:
             if self._draining and session is not None:
                 await self._hand_over(call_id, delivery, bound)
             raise
-        except (BusUnavailable, msgspec.ValidationError) as exc:
+        except BusUnavailable as exc:
             # Not acknowledged: the lease runs out and the call is re-attached (or retried) elsewhere.
             bound.error("call_session_failed", error=str(exc))
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            # An `accepted` event no worker can read would come back forever: take it out of the queue.
+            bound.error("accepted_event_unreadable", error=str(exc))
+            with contextlib.suppress(Exception):
+                await delivery.term()
         finally:
             heartbeat.cancel()
 
