@@ -200,7 +200,7 @@ class WorkQueue:
                     for _ in range(free):
                         slots.release()
                     log.warning("fetch_failed", consumer=self.name, error=str(exc))
-                    await _sleep_or_stop(stop, 1.0)
+                    await sleep_or_stop(stop, 1.0)
                     continue
                 for _ in range(free - len(deliveries)):
                     slots.release()
@@ -213,7 +213,8 @@ class WorkQueue:
                 await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def _sleep_or_stop(stop: asyncio.Event, delay_s: float) -> None:
+async def sleep_or_stop(stop: asyncio.Event, delay_s: float) -> None:
+    """Wait `delay_s`, or less if `stop` is set meanwhile (a backoff that shutdown can cut short)."""
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), delay_s)
 

@@ -36,7 +36,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig
 
 from switchboard.shared import events
-from switchboard.shared.bus import Bus
+from switchboard.shared.bus import Bus, sleep_or_stop
 from switchboard.shared.errors import SwitchboardError
 from switchboard.shared.logging import get_logger
 from switchboard.shared.pullreader import PullReader, Start, Stored
@@ -325,7 +325,7 @@ class Durable:
                     continue
                 except (nats.errors.Error, nats.js.errors.Error) as exc:
                     log.warning("subscription_fetch_failed", subscription=self.name, error=str(exc))
-                    await _sleep_or_stop(stop, 1.0)
+                    await sleep_or_stop(stop, 1.0)
                     continue
                 for i, msg in enumerate(msgs):
                     if stop.is_set():
@@ -359,14 +359,9 @@ class Durable:
                     break
                 with contextlib.suppress(Exception):
                     await msg.in_progress()
-                await _sleep_or_stop(stop, min(0.2 * 2**attempt, 10.0))
+                await sleep_or_stop(stop, min(0.2 * 2**attempt, 10.0))
                 if stop.is_set():  # not handled: it is delivered again when the subscription next runs
                     with contextlib.suppress(Exception):
                         await msg.nak()
                     return
         await msg.ack()
-
-
-async def _sleep_or_stop(stop: asyncio.Event, delay_s: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), delay_s)
