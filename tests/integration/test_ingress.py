@@ -395,8 +395,22 @@ async def test_health_and_readiness_answer_200_when_connected(client: Client) ->
     assert (status, json.loads(text)) == (200, {"ready": True})
 
 
-async def test_readiness_fails_without_the_stream_and_the_ingress_recreates_it(client: Client, bus: Bus) -> None:
+async def test_readiness_fails_without_the_stream_and_the_ingress_recreates_it(
+    nats_server: NatsServer, http: aiohttp.ClientSession, bus: Bus
+) -> None:
     """Deleting CALLS makes /readyz 503 naming the stream; the ingress re-creates it and is ready again."""
+    # A long watch interval: only the readiness probe's finding may wake the stream keeper here.
+    ingress = Ingress(settings_for(nats_server.url), stream_watch_interval=timedelta(minutes=5))
+    await ingress.start()
+    client = Client(http, ingress)
+    try:
+        await _readiness_cycle(client, bus)
+    finally:
+        await ingress.shutdown()
+
+
+async def _readiness_cycle(client: Client, bus: Bus) -> None:
+    await eventually(lambda: _ready(client), timeout=10, what="ready at first")
     await bus.js.delete_stream(events.STREAM)
     status, text = await client.get("/readyz")
     assert status == 503 and "CALLS" in json.loads(text)["reason"]

@@ -84,6 +84,7 @@ class Ingress:
         port: int | None = None,
         publish_deadline: timedelta = DEFAULT_PUBLISH_DEADLINE,
         body_timeout: timedelta = BODY_READ_TIMEOUT,
+        stream_watch_interval: timedelta = timedelta(seconds=_STREAM_WATCH_INTERVAL_S),
     ) -> None:
         self._settings = settings
         try:
@@ -96,6 +97,7 @@ class Ingress:
         self._max_body = settings.ingress_max_body_bytes
         self._deadline_s = publish_deadline.total_seconds()
         self._read_timeout_s = body_timeout.total_seconds()
+        self._watch_interval_s = stream_watch_interval.total_seconds()
         self._retry_after = {"Retry-After": str(RETRY_AFTER_S)}
         self._m = IngressMetrics()
         self._runner: web.AppRunner | None = None
@@ -344,7 +346,7 @@ class Ingress:
                     log.warning("stream_not_ready", error=str(exc) or type(exc).__name__)
             self._check_stream.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._check_stream.wait(), _STREAM_WATCH_INTERVAL_S)
+                await asyncio.wait_for(self._check_stream.wait(), self._watch_interval_s)
 
     async def run(self) -> None:
         if self._runner is None:
