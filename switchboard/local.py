@@ -105,10 +105,13 @@ class LocalSystem:
         await self._wait_ready()
 
     async def _wait_ready(self, timeout_s: float = 30.0) -> None:
-        """Return once the controller and every worker take work; raise if one of them fails first."""
+        """Return once the ingress can store webhooks and the controller and every worker take work;
+        raise if one of them fails first."""
         deadline = asyncio.get_running_loop().time() + timeout_s
-        services = [self.controller, *self.session_workers]
-        while not all(s is not None and s.ready for s in services):
+        services = [self.controller, *self.session_workers, self.projector]
+        while not all(s is not None and s.ready for s in services) or (
+            self.ingress is not None and await self.ingress.not_ready() is not None
+        ):
             for task in self._tasks:
                 if task.done():
                     task.result()  # re-raises a failure at start-up

@@ -247,6 +247,10 @@ class Ingress:
             return web.json_response({"ready": True})
         return web.json_response({"ready": False, "reason": reason}, status=503)
 
+    async def not_ready(self) -> str | None:
+        """Why the ingress cannot store webhooks right now (None when it can): what /readyz reports."""
+        return await self._not_ready()
+
     async def _not_ready(self) -> str | None:
         """Why the ingress cannot store webhooks now, or None when it can."""
         if self._stopped.is_set():
