@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import signal
 from datetime import timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from switchboard.shared.logging import get_logger
 
@@ -24,6 +24,18 @@ class Service(Protocol):
 
     async def shutdown(self, grace: timedelta) -> None:
         """Stop taking work, finish or hand over what is in flight within `grace`. Idempotent."""
+
+
+async def cancel_and_wait(task: asyncio.Task[Any], *, tries: int = 10, wait_s: float = 1.0) -> None:
+    """Cancel `task` and wait for it to end, cancelling again if a library swallowed the cancellation
+    (Python 3.11's ``asyncio.wait_for`` can, when its inner await completes at the same moment)."""
+    for _ in range(tries):
+        if task.done():
+            return
+        task.cancel()
+        await asyncio.wait([task], timeout=wait_s)
+    if not task.done():
+        log.error("task_did_not_stop", task=task.get_name())
 
 
 async def run_until_signalled(*services: Service, grace: timedelta = timedelta(seconds=20)) -> None:

@@ -46,6 +46,7 @@ from switchboard.shared import events
 from switchboard.shared.bus import Bus
 from switchboard.shared.config import Settings
 from switchboard.shared.errors import BusUnavailable, ConfigError, SignatureError
+from switchboard.shared.lifecycle import cancel_and_wait
 from switchboard.shared.logging import get_logger
 from switchboard.shared.webhooks import Verifier
 
@@ -363,10 +364,8 @@ class Ingress:
             return
         self._stopped.set()
         for task in (self._starting, self._keeper):
-            if task is not None and not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            if task is not None:
+                await cancel_and_wait(task)
         if self._runner is not None:
             await self._runner.shutdown()
             await self._runner.cleanup()
