@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from switchboard.emulator.server import Emulator
 from switchboard.local import LocalSystem
 from switchboard.shared.bus import Bus
 from switchboard.shared.config import Settings
@@ -27,6 +28,13 @@ async def system(nats_server: NatsServer, tmp_path: Path) -> AsyncIterator[Local
         yield local
     finally:
         await local.stop()
+
+
+async def attached_call(emulator: Emulator, dialled: str = "+18005550100") -> str:
+    """Place a call whose caller holds the line, and return its id once a worker's sideband is attached."""
+    call_id = emulator.place_call("+14155550101", dialled, script="hold")
+    await eventually(lambda: emulator.calls[call_id].sideband_count == 1, what=f"{call_id} attached")
+    return call_id
 
 
 async def call_events(bus: Bus, call_id: str, *, until: str = "ended", timeout_s: float = 15.0) -> list[CloudEvent]:

@@ -18,7 +18,7 @@ from switchboard.shared.bus import Bus
 from switchboard.shared.config import Settings
 from switchboard.shared.natsserver import NatsServer
 from switchboard.shared.webhooks import signed_headers
-from tests.e2e.conftest import call_events
+from tests.e2e.conftest import attached_call, call_events
 from tests.waiting import eventually
 
 POLICY = """
@@ -146,8 +146,7 @@ async def test_the_hangup_command_ends_a_live_call(system: LocalSystem, bus: Bus
     """cmd.<id>.hangup hangs up at OpenAI, is recorded, and the call ends with reason hangup."""
     emulator = system.emulator
     assert emulator is not None
-    call_id = emulator.place_call("+14155550101", "+18005550222", script="hold")
-    await eventually(lambda: emulator.calls[call_id].sideband_count == 1)
+    call_id = await attached_call(emulator, "+18005550222")
     reply = await bus.request(f"cmd.{call_id}.hangup", b"{}", timeout_s=5)
     assert msgspec.json.decode(reply) == {"ok": True}
     events = await call_events(bus, call_id)
@@ -169,8 +168,7 @@ async def test_a_refer_the_carrier_never_completes_is_flagged(system: LocalSyste
     """A refer answered 200 whose call has not ended after the refer timeout gets refer.suspected_failed."""
     emulator = system.emulator
     assert emulator is not None
-    call_id = emulator.place_call("+14155550101", "+18005550222", script="hold")
-    await eventually(lambda: emulator.calls[call_id].sideband_count == 1)
+    call_id = await attached_call(emulator, "+18005550222")
     emulator.faults.add("refer", code="carrier_silent", call_id=call_id)
     reply = await bus.request(f"cmd.{call_id}.refer", b'{"target_uri": "tel:+14155550123"}', timeout_s=5)
     assert msgspec.json.decode(reply) == {"ok": True}

@@ -123,17 +123,6 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 @pytest.fixture
-async def ingress(nats_server: NatsServer, bus: Bus) -> AsyncIterator[Ingress]:
-    """A started ingress on a free loopback port, with its own connection to `nats_server`."""
-    service = Ingress(settings_for(nats_server.url))
-    await service.start()
-    try:
-        yield service
-    finally:
-        await service.shutdown()
-
-
-@pytest.fixture
 def client(http: aiohttp.ClientSession, ingress: Ingress) -> Client:
     return Client(http, ingress)
 

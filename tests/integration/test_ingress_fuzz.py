@@ -10,9 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
 
-import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -25,24 +23,12 @@ from schemathesis.checks import (
 )
 
 from switchboard.services.ingress.app import OPENAPI_FILE, WEBHOOK_PATH, Ingress
-from switchboard.shared.bus import Bus
-from switchboard.shared.natsserver import NatsServer
 from switchboard.shared.webhooks import sign
-from tests.integration.test_ingress import SECRET, settings_for
+from tests.integration.test_ingress import SECRET
 
 _OPERATION = schemathesis.openapi.from_path(str(OPENAPI_FILE))[WEBHOOK_PATH]["POST"]
 _CASES = st.one_of(_OPERATION.as_strategy(GenerationMode.POSITIVE), _OPERATION.as_strategy(GenerationMode.NEGATIVE))
 _CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
-
-
-@pytest.fixture
-async def ingress(nats_server: NatsServer, bus: Bus) -> AsyncIterator[Ingress]:
-    service = Ingress(settings_for(nats_server.url))
-    await service.start()
-    try:
-        yield service
-    finally:
-        await service.shutdown()
 
 
 def _utf8(body: bytes | None) -> str | None:

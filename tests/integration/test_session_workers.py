@@ -20,7 +20,7 @@ from switchboard.shared.errors import NoResponder
 from switchboard.shared.events import CloudEvent, SessionLease, UpstreamOutcome, payload
 from switchboard.shared.natsserver import NatsServer, free_port
 from switchboard.shared.openai import CallsClient, Sideband
-from tests.e2e.conftest import call_events
+from tests.e2e.conftest import attached_call, call_events
 from tests.processes import Proc, spawn
 from tests.waiting import eventually
 
@@ -184,8 +184,7 @@ async def test_sigterm_hands_a_live_call_over_and_exits_zero(front: LocalSystem,
     assert emulator is not None
     first = await spawn("session", env=worker_env(front, "leaving"))
     procs.append(first)
-    call_id = emulator.place_call("+14155550101", "+18005550100", script="hold")
-    await eventually(lambda: emulator.calls[call_id].sideband_count == 1, what="attached")
+    call_id = await attached_call(emulator)
     second = await spawn("session", env=worker_env(front, "staying"))
     procs.append(second)
     assert await first.stop() == 0
@@ -269,8 +268,7 @@ async def test_say_reaches_the_worker_holding_the_call_and_is_recorded(
     emulator = front.emulator
     assert emulator is not None
     await start_worker("w1")
-    call_id = emulator.place_call("+14155550101", "+18005550100", script="hold")
-    await eventually(lambda: emulator.calls[call_id].sideband_count == 1)
+    call_id = await attached_call(emulator)
     reply = await bus.request(f"cmd.{call_id}.say", b'{"instructions": "Say: one moment"}', timeout_s=5)
     assert msgspec.json.decode(reply) == {"ok": True}
     sent = emulator.calls[call_id].client_events[-1]
@@ -298,8 +296,7 @@ async def test_a_dropped_sideband_is_reattached_while_the_call_lives(
     emulator = front.emulator
     assert emulator is not None
     await start_worker("w1")
-    call_id = emulator.place_call("+14155550101", "+18005550100", script="hold")
-    await eventually(lambda: emulator.calls[call_id].sideband_count == 1)
+    call_id = await attached_call(emulator)
     emulator.drop_sideband(call_id, 1006)
     await eventually(lambda: emulator.calls[call_id].sideband_count == 2, what="reconnected")
     await emulator.caller_hangup(call_id)
@@ -350,8 +347,7 @@ async def test_a_worker_reports_ready_and_its_live_calls_on_its_health_port(fron
     task = asyncio.create_task(worker.run())
     try:
         await eventually(lambda: worker.ready)
-        call_id = emulator.place_call("+14155550101", "+18005550100", script="hold")
-        await eventually(lambda: emulator.calls[call_id].sideband_count == 1)
+        call_id = await attached_call(emulator)
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
             assert (await http.get("/readyz")).status_code == 200
             metrics = (await http.get("/metrics")).text
