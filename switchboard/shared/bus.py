@@ -87,6 +87,73 @@ class PublishResult(msgspec.Struct, frozen=True):
     duplicate: bool
 
 
+class _PubAck(msgspec.Struct):
+    """A JetStream publish acknowledgement: stored (``seq``), or an ``error``."""
+
+    seq: int = 0
+    duplicate: bool = False
+    error: dict[str, Any] | None = None
+
+
+_pub_ack = msgspec.json.Decoder(_PubAck)
+
+
+class _Pending:
+    """The acknowledgements one pipelined batch is still waiting for."""
+
+    __slots__ = ("confirmed", "done", "remaining")
+
+    def __init__(self, size: int, done: asyncio.Future[None]) -> None:
+        self.confirmed = [False] * size
+        self.remaining = size
+        self.done = done
+
+
+class _AckInbox:
+    """One wildcard inbox on the connection that routes every pipelined publish's acknowledgement.
+
+    nats-py's ``publish_async`` costs a future, a NUID and a stdlib JSON parse per message; a relaying
+    worker publishes thousands of events a second, so `Bus.publish_many` numbers its messages on this
+    inbox instead, decodes acknowledgements with msgspec and wakes each batch once, when its last
+    acknowledgement is in.
+    """
+
+    def __init__(self, nc: NATS) -> None:
+        self._nc = nc
+        self.prefix = nc.new_inbox() + "."
+        self._waiting: dict[str, tuple[_Pending, int]] = {}
+        self._next = 0
+        self._sub: Subscription | None = None
+
+    async def start(self) -> None:
+        self._sub = await self._nc.subscribe(self.prefix + "*", cb=self._on_ack)
+
+    def reply_to(self, pending: _Pending, index: int) -> str:
+        self._next += 1
+        token = str(self._next)
+        self._waiting[token] = (pending, index)
+        return self.prefix + token
+
+    def forget(self, replies: list[str]) -> None:
+        start = len(self.prefix)
+        for reply in replies:
+            self._waiting.pop(reply[start:], None)
+
+    async def _on_ack(self, msg: Msg) -> None:
+        waiting = self._waiting.pop(msg.subject[len(self.prefix) :], None)
+        if waiting is None:
+            return  # late: its batch already timed out and published it again
+        pending, index = waiting
+        try:
+            stored = _pub_ack.decode(msg.data).error is None if msg.data else False  # empty: a 503 status
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            stored = False
+        pending.confirmed[index] = stored
+        pending.remaining -= 1
+        if pending.remaining == 0 and not pending.done.done():
+            pending.done.set_result(None)
+
+
 # --- outcomes as data --------------------------------------------------------------------------------
 
 
@@ -178,7 +245,7 @@ class WorkQueue:
                 outcome = await handler(delivery)
             except Exception:
                 log.exception("handler_crashed", consumer=self.name, subject=delivery.subject)
-                outcome = Retry(delay_s=min(2.0 ** delivery.attempt, 30.0), reason="handler crashed")
+                outcome = Retry(delay_s=min(2.0**delivery.attempt, 30.0), reason="handler crashed")
             try:
                 await delivery.settle(outcome)
             except Exception as exc:  # the server redelivers after ack_wait; nothing is lost
@@ -230,6 +297,7 @@ class Bus:
         self.stream_ready = False
         self._closing = asyncio.Event()
         self.credentials: dict[str, str] = {}  # from the URL, for readers that open their own connection
+        self._acks: _AckInbox | None = None
 
     @classmethod
     async def connect(
@@ -380,31 +448,41 @@ class Bus:
             raise BusUnavailable(f"publish to {subj} not acknowledged: {type(exc).__name__}") from exc
         return PublishResult(seq=ack.seq, duplicate=bool(ack.duplicate))
 
-    async def publish_many(
-        self, batch: list[tuple[events.CloudEvent, str | None]], *, timeout_s: float = 5.0
-    ) -> None:
+    async def publish_many(self, batch: list[tuple[events.CloudEvent, str | None]], *, timeout_s: float = 5.0) -> None:
         """Store several events in order with one round of acknowledgements (pipelined, not one by one).
 
-        They go out back to back on this connection, so the stream stores them in order; then every
-        acknowledgement is awaited. One that fails is published again on its own (its ``Nats-Msg-Id``
-        makes that safe); if that fails too, `BusUnavailable` is raised.
+        They go out back to back on this connection, so the stream stores them in order; then the batch
+        waits once for all of its acknowledgements. One that is missing or refused is published again on
+        its own (its ``Nats-Msg-Id`` makes that safe); if that fails too, `BusUnavailable` is raised.
         """
-        futures: list[asyncio.Future[Any]] = []
+        if not batch:
+            return
+        if self._acks is None:
+            acks = _AckInbox(self.nc)
+            await acks.start()
+            self._acks = acks
+        acks = self._acks
+        pending = _Pending(len(batch), asyncio.get_running_loop().create_future())
+        replies: list[str] = []
         try:
-            for event, msg_id in batch:
-                headers = {"Nats-Msg-Id": msg_id} if msg_id is not None else None
-                subj = events.subject(event.call_id, event.kind)
-                futures.append(await self.js.publish_async(subj, events.encode(event), headers=headers))
-        except (TimeoutError, nats.errors.Error, nats.js.errors.Error) as exc:
+            for i, (event, msg_id) in enumerate(batch):
+                reply = acks.reply_to(pending, i)
+                replies.append(reply)
+                await self.nc.publish(
+                    events.subject(event.call_id, event.kind),
+                    events.encode(event),
+                    reply=reply,
+                    headers={"Nats-Msg-Id": msg_id} if msg_id is not None else None,
+                )
+        except (TimeoutError, nats.errors.Error) as exc:
             log.warning("pipelined_publish_failed", error=str(exc) or type(exc).__name__)
-        done = await asyncio.wait(futures, timeout=timeout_s) if futures else (set(), set())
-        for future in done[1]:
-            future.cancel()
+        if len(replies) == len(batch):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(pending.done, timeout_s)
+        acks.forget(replies)
         for i, (event, msg_id) in enumerate(batch):
-            sent = futures[i] if i < len(futures) else None
-            if sent is not None and sent.done() and not sent.cancelled() and sent.exception() is None:
-                continue
-            await self.publish(event, msg_id=msg_id, timeout_s=timeout_s)
+            if not pending.confirmed[i]:
+                await self.publish(event, msg_id=msg_id, timeout_s=timeout_s)
 
     async def record(
         self,
@@ -472,9 +550,7 @@ class Bus:
     async def last_event(self, call_id: str, kind: str, timeout_s: float = 2.0) -> events.CloudEvent | None:
         """The newest event on ``calls.<call_id>.<kind>``, or None."""
         try:
-            raw = await asyncio.wait_for(
-                self.js.get_last_msg(events.STREAM, events.subject(call_id, kind)), timeout_s
-            )
+            raw = await asyncio.wait_for(self.js.get_last_msg(events.STREAM, events.subject(call_id, kind)), timeout_s)
         except nats.js.errors.NotFoundError:
             return None
         except (TimeoutError, nats.errors.Error) as exc:

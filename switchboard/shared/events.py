@@ -122,8 +122,8 @@ def make_event(
         subject=call_id,
         time=utc_now(),
         datacontenttype="application/json",
-        # Plain JSON data (a relayed server event) is stored as it is; Structs become JSON data.
-        data=data if isinstance(data, dict) else msgspec.to_builtins(data),
+        # Plain JSON data, or JSON text (a relayed server event), is stored as it is; Structs become JSON data.
+        data=data if isinstance(data, (dict, msgspec.Raw)) else msgspec.to_builtins(data),
         lease=lease,
         dataschema=dataschema(kind),
     )

@@ -117,6 +117,46 @@ def sideband_url(base_url: str, call_id: str) -> str:
     return urlunsplit((scheme, parts.netloc, parts.path + "/realtime", f"call_id={quote(call_id, safe='')}", ""))
 
 
+class _Head(msgspec.Struct):
+    type: Any = None
+    event_id: Any = None
+
+
+_head = msgspec.json.Decoder(_Head)
+
+
+class ServerEvent:
+    """One server event as it came off the sideband: its JSON text, untouched, and its two routing fields.
+
+    A worker relays thousands of these a second and reads the body of only a few (``response.done`` for
+    function calls), so the frame is parsed for ``type`` and ``event_id`` alone and relayed as the bytes
+    OpenAI sent; `data` decodes the whole object on demand.
+    """
+
+    __slots__ = ("_data", "event_id", "raw", "type")
+
+    def __init__(self, raw: bytes, type_: object, event_id: object) -> None:
+        self.raw = raw
+        self.type = type_ if isinstance(type_, str) else None
+        self.event_id = event_id if isinstance(event_id, str) else None
+        self._data: dict[str, Any] | None = None
+
+    @classmethod
+    def parse(cls, raw: bytes) -> ServerEvent | None:
+        """The event in a text frame, or None when the frame is not a JSON object."""
+        try:
+            head = _head.decode(raw)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return None
+        return cls(raw, head.type, head.event_id)
+
+    @property
+    def data(self) -> dict[str, Any]:
+        if self._data is None:
+            self._data = msgspec.json.decode(self.raw, type=dict[str, Any])
+        return self._data
+
+
 class SidebandClosed(msgspec.Struct, frozen=True):
     """How the sideband ended: the WebSocket close code and reason (None when aborted)."""
 
@@ -152,17 +192,13 @@ class Sideband:
             raise UpstreamError(None, None, f"sideband connect failed: {type(exc).__name__}") from None
         return cls(ws)
 
-    async def events(self) -> AsyncIterator[dict[str, Any]]:
-        """Each server event, decoded, until the socket closes (non-JSON frames are skipped)."""
+    async def events(self) -> AsyncIterator[ServerEvent]:
+        """Each server event until the socket closes (frames that are not JSON objects are skipped)."""
         try:
             async for message in self._ws:
-                raw = message.encode() if isinstance(message, str) else message
-                try:
-                    decoded = msgspec.json.decode(raw)
-                except msgspec.DecodeError:
-                    continue
-                if isinstance(decoded, dict):
-                    yield decoded
+                event = ServerEvent.parse(message.encode() if isinstance(message, str) else message)
+                if event is not None:
+                    yield event
         except websockets.ConnectionClosed:
             pass
         finally:
@@ -177,7 +213,8 @@ class Sideband:
             self.closed = SidebandClosed(code, self._ws.close_reason or "")
 
     async def send(self, event: dict[str, Any]) -> None:
-        await asyncio.wait_for(self._ws.send(msgspec.json.encode(event).decode()), 5.0)
+        async with asyncio.timeout(5.0):
+            await self._ws.send(msgspec.json.encode(event).decode())
 
     async def close(self) -> None:
         await self._ws.close()

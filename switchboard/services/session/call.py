@@ -26,7 +26,7 @@ from switchboard.shared import events
 from switchboard.shared.bus import Bus
 from switchboard.shared.errors import BusUnavailable, NoResponder, UpstreamError
 from switchboard.shared.logging import get_logger
-from switchboard.shared.openai import CallsClient, Sideband
+from switchboard.shared.openai import CallsClient, ServerEvent, Sideband
 
 log = get_logger(__name__)
 
@@ -134,8 +134,8 @@ class CallSession:
                 return "sideband_lost"
             await asyncio.sleep(_RECONNECT_BASE_DELAY_S * 2 ** (failures - 1))
 
-    async def _on_server_event(self, server_event: dict[str, Any]) -> None:
-        type_ = server_event.get("type")
+    async def _on_server_event(self, server_event: ServerEvent) -> None:
+        type_ = server_event.type
         if type_ == "session.created" and self._greet:
             self._greet = False
             await self.send(turns.response_create(self.accepted.greeting))
@@ -144,7 +144,7 @@ class CallSession:
             if self._hangup_after_response:
                 self._hangup_after_response = False
                 self._spawn(self._hang_up("end_call"))
-            calls = turns.function_calls(server_event)
+            calls = turns.function_calls(server_event.data)
             if calls:
                 self._spawn(self._answer_tools(calls))
 

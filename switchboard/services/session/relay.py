@@ -12,13 +12,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import Any
+
+import msgspec
 
 from switchboard.services.session.telemetry import SessionMetrics
 from switchboard.shared import events
 from switchboard.shared.bus import Bus
 from switchboard.shared.errors import BusUnavailable
 from switchboard.shared.logging import get_logger
+from switchboard.shared.openai import ServerEvent
 
 log = get_logger(__name__)
 
@@ -55,20 +57,19 @@ class Relay:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"relay-{self._call_id}")
 
-    def put(self, server_event: dict[str, Any]) -> None:
+    def put(self, server_event: ServerEvent) -> None:
         """Queue one server event for publishing; raises `BusUnavailable` if publishing has failed."""
         self._raise_if_failed()
-        event_id = server_event.get("event_id")
-        has_id = isinstance(event_id, str)
+        # The same OpenAI event seen by two holders across a re-attach is stored once.
+        msg_id = None if server_event.event_id is None else f"{self._call_id}:{server_event.event_id}"
         envelope = self._bus.event(
             self._call_id,
-            rt_kind(server_event.get("type")),
-            server_event,
-            event_id=f"{self._call_id}:{event_id}" if has_id else None,
+            rt_kind(server_event.type),
+            msgspec.Raw(server_event.raw),  # relayed as OpenAI sent it: no decode and re-encode
+            event_id=msg_id,
             lease=self._lease,
         )
-        # The same OpenAI event seen by two holders across a re-attach is stored once.
-        self._queue.put_nowait((envelope, f"{self._call_id}:{event_id}" if has_id else None, time.perf_counter()))
+        self._queue.put_nowait((envelope, msg_id, time.perf_counter()))
 
     async def flush(self, timeout_s: float = 10.0) -> None:
         """Wait until every queued event is stored."""

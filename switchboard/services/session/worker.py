@@ -31,6 +31,7 @@ from switchboard.shared.bus import Bus, Delivery, WorkQueue
 from switchboard.shared.config import Secret, Settings
 from switchboard.shared.errors import BusUnavailable
 from switchboard.shared.health import HealthServer
+from switchboard.shared.lifecycle import cancel_and_wait
 from switchboard.shared.logging import get_logger
 from switchboard.shared.openai import CallsClient, Sideband
 
@@ -66,6 +67,7 @@ class SessionWorker:
         self.max_calls = settings.session_max_calls
         self.live: dict[str, CallSession] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._held: dict[str, Delivery] = {}  # the leases the heartbeat keeps alive
         self._slot_freed = asyncio.Event()
         self._stop = asyncio.Event()
         self._claiming_stopped = asyncio.Event()
@@ -94,6 +96,7 @@ class SessionWorker:
         if self._health is not None:
             await self._health.start()
         waiting = asyncio.create_task(self._watch_waiting(queue))
+        heartbeats = asyncio.create_task(self._heartbeats())
         self.ready = True
         log.info("session_worker_started", worker=self.worker, max_calls=self.max_calls)
         try:
@@ -105,7 +108,8 @@ class SessionWorker:
                 await asyncio.gather(*self._tasks.values(), return_exceptions=True)
         finally:
             self.ready = False
-            waiting.cancel()
+            await cancel_and_wait(waiting)
+            await cancel_and_wait(heartbeats)
             if self._health is not None:
                 await self._health.stop()
             with contextlib.suppress(Exception):
@@ -198,7 +202,7 @@ class SessionWorker:
         assert self._bus is not None
         bus = self._bus
         bound = log.bind(call_id=call_id, worker=self.worker, attempt=delivery.attempt)
-        heartbeat = asyncio.create_task(self._heartbeat(delivery))
+        self._held[call_id] = delivery
         session: CallSession | None = None
         try:
             accepted_event = delivery.event()
@@ -260,7 +264,8 @@ class SessionWorker:
             with contextlib.suppress(Exception):
                 await delivery.term()
         finally:
-            heartbeat.cancel()
+            if self._held.get(call_id) is delivery:
+                del self._held[call_id]
 
     async def _hand_over(self, call_id: str, delivery: Delivery, bound: object) -> None:
         assert self._bus is not None
@@ -273,13 +278,16 @@ class SessionWorker:
             self.telemetry.handovers.inc()
             log.info("call_handed_over", call_id=call_id, worker=self.worker)
 
-    async def _heartbeat(self, delivery: Delivery) -> None:
+    async def _heartbeats(self) -> None:
+        """Every quarter lease, extend the lease of every call held: one timer for the whole worker, not
+        one per call, and one flush for all the beats."""
         while True:
             await asyncio.sleep(self.lease_s / 4)
-            try:
-                await delivery.in_progress()
-            except Exception as exc:  # a missed beat is survivable; the next one may land
-                log.warning("lease_heartbeat_failed", subject=delivery.subject, error=str(exc))
+            for call_id, delivery in list(self._held.items()):
+                try:
+                    await delivery.in_progress()
+                except Exception as exc:  # a missed beat is survivable; the next one may land
+                    log.warning("lease_heartbeat_failed", call_id=call_id, error=str(exc))
 
     async def _open_sideband(self, call_id: str) -> Sideband:
         return await Sideband.open(self._settings.openai_base_url, call_id, self._api_key)
