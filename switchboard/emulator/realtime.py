@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 import structlog
 from aiohttp import web
 
@@ -165,7 +166,8 @@ class RealtimeSession:
         if sideband.closing or sideband.ws.closed:
             return False
         try:
-            await asyncio.wait_for(sideband.ws.send_str(text), SEND_TIMEOUT_S)
+            async with asyncio.timeout(SEND_TIMEOUT_S):
+                await sideband.ws.send_str(text)
         except (ConnectionError, RuntimeError, TimeoutError) as exc:
             self._log.info("sideband_send_failed", error=repr(exc), index=sideband.connection.index)
             return False
@@ -198,7 +200,8 @@ class RealtimeSession:
         The event is serialised once, here: what is recorded is exactly what was sent, whatever happens
         to the dicts it was built from afterwards.
         """
-        text = json.dumps(event)
+        encoded = msgspec.json.encode(event)
+        text = encoded.decode()
         async with self._send_lock:
             targets = [only] if only is not None else list(self.sidebands)
             delivered = False
@@ -206,7 +209,7 @@ class RealtimeSession:
             for sideband in targets:
                 delivered = await self._send(sideband, text) or delivered
             if delivered:
-                self.record.server_events.append(json.loads(text))
+                self.record.server_events.append(msgspec.json.decode(encoded))
                 self.record.server_event_times.append(sent_at)
             else:
                 self._log.debug("server_event_unheard", type=event["type"])

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -98,15 +98,17 @@ class _PubAck(msgspec.Struct):
 _pub_ack = msgspec.json.Decoder(_PubAck)
 
 
-class _Pending:
-    """The acknowledgements one pipelined batch is still waiting for."""
+class SentBatch:
+    """A pipelined batch written out (`Bus.send_many`) and the acknowledgements it still waits for."""
 
-    __slots__ = ("confirmed", "done", "remaining")
+    __slots__ = ("batch", "confirmed", "done", "remaining", "replies")
 
-    def __init__(self, size: int, done: asyncio.Future[None]) -> None:
-        self.confirmed = [False] * size
-        self.remaining = size
+    def __init__(self, batch: Sequence[tuple[events.CloudEvent, str | None]], done: asyncio.Future[None]) -> None:
+        self.batch = batch
+        self.confirmed = [False] * len(batch)
+        self.remaining = len(batch)
         self.done = done
+        self.replies: list[str] = []
 
 
 class _AckInbox:
@@ -121,14 +123,14 @@ class _AckInbox:
     def __init__(self, nc: NATS) -> None:
         self._nc = nc
         self.prefix = nc.new_inbox() + "."
-        self._waiting: dict[str, tuple[_Pending, int]] = {}
+        self._waiting: dict[str, tuple[SentBatch, int]] = {}
         self._next = 0
         self._sub: Subscription | None = None
 
     async def start(self) -> None:
         self._sub = await self._nc.subscribe(self.prefix + "*", cb=self._on_ack)
 
-    def reply_to(self, pending: _Pending, index: int) -> str:
+    def reply_to(self, pending: SentBatch, index: int) -> str:
         self._next += 1
         token = str(self._next)
         self._waiting[token] = (pending, index)
@@ -448,26 +450,28 @@ class Bus:
             raise BusUnavailable(f"publish to {subj} not acknowledged: {type(exc).__name__}") from exc
         return PublishResult(seq=ack.seq, duplicate=bool(ack.duplicate))
 
-    async def publish_many(self, batch: list[tuple[events.CloudEvent, str | None]], *, timeout_s: float = 5.0) -> None:
+    async def publish_many(
+        self, batch: Sequence[tuple[events.CloudEvent, str | None]], *, timeout_s: float = 5.0
+    ) -> None:
         """Store several events in order with one round of acknowledgements (pipelined, not one by one).
 
         They go out back to back on this connection, so the stream stores them in order; then the batch
         waits once for all of its acknowledgements. One that is missing or refused is published again on
         its own (its ``Nats-Msg-Id`` makes that safe); if that fails too, `BusUnavailable` is raised.
         """
-        if not batch:
-            return
+        await self.confirm(await self.send_many(batch), timeout_s=timeout_s)
+
+    async def send_many(self, batch: Sequence[tuple[events.CloudEvent, str | None]]) -> SentBatch:
+        """The first half of `publish_many`: write the batch out, without waiting for anything."""
         if self._acks is None:
             acks = _AckInbox(self.nc)
             await acks.start()
             self._acks = acks
-        acks = self._acks
-        pending = _Pending(len(batch), asyncio.get_running_loop().create_future())
-        replies: list[str] = []
+        sent = SentBatch(batch, asyncio.get_running_loop().create_future())
         try:
             for i, (event, msg_id) in enumerate(batch):
-                reply = acks.reply_to(pending, i)
-                replies.append(reply)
+                reply = self._acks.reply_to(sent, i)
+                sent.replies.append(reply)
                 await self.nc.publish(
                     events.subject(event.call_id, event.kind),
                     events.encode(event),
@@ -476,13 +480,23 @@ class Bus:
                 )
         except (TimeoutError, nats.errors.Error) as exc:
             log.warning("pipelined_publish_failed", error=str(exc) or type(exc).__name__)
-        if len(replies) == len(batch):
+        if not batch and not sent.done.done():
+            sent.done.set_result(None)
+        return sent
+
+    async def confirm(self, sent: SentBatch, *, timeout_s: float = 5.0) -> None:
+        """The second half: wait for the acknowledgements, then publish again, one by one and in order,
+        whatever was not stored; `BusUnavailable` if one of those fails too."""
+        assert self._acks is not None or not sent.batch
+        if len(sent.replies) == len(sent.batch) and not sent.done.done():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(pending.done, timeout_s)
-        acks.forget(replies)
-        for i, (event, msg_id) in enumerate(batch):
-            if not pending.confirmed[i]:
+                await asyncio.wait_for(sent.done, timeout_s)
+        if self._acks is not None:
+            self._acks.forget(sent.replies)
+        for i, (event, msg_id) in enumerate(sent.batch):
+            if not sent.confirmed[i]:
                 await self.publish(event, msg_id=msg_id, timeout_s=timeout_s)
+                sent.confirmed[i] = True
 
     async def record(
         self,

@@ -20,7 +20,7 @@ from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from switchboard.services.session import turns
-from switchboard.services.session.relay import Relay
+from switchboard.services.session.relay import Publisher
 from switchboard.services.session.telemetry import SessionMetrics
 from switchboard.shared import events
 from switchboard.shared.bus import Bus
@@ -53,6 +53,7 @@ class CallSession:
         calls: CallsClient,
         tool_runs: KeyValue,
         metrics: SessionMetrics | None = None,
+        publisher: Publisher | None = None,
     ) -> None:
         self.bus = bus
         self.call_id = call_id
@@ -64,7 +65,11 @@ class CallSession:
         self._calls = calls
         self._tool_runs = tool_runs
         self._metrics = metrics or SessionMetrics()
-        self._relay_out = Relay(bus, call_id, attempt, self._metrics)
+        # The worker's shared publisher; a session on its own (in tests) runs a private one.
+        self._own_publisher: Publisher | None = None
+        if publisher is None:
+            publisher = self._own_publisher = Publisher(bus, self._metrics)
+        self._relay_out = publisher.relay(call_id, attempt)
         self._sideband: Sideband | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._subscriptions: list[Subscription] = []
@@ -77,13 +82,15 @@ class CallSession:
     async def run(self) -> str:
         """Hold the sideband until the call ends; return the end reason (once its events are stored)."""
         await self._serve_commands()
-        self._relay_out.start()
+        if self._own_publisher is not None:
+            self._own_publisher.start()
         try:
             reason = await self._relay()
             await self._relay_out.flush()
             return reason
         finally:
-            await self._relay_out.stop()
+            if self._own_publisher is not None:
+                await self._own_publisher.stop()
             for sub in self._subscriptions:
                 with contextlib.suppress(Exception):
                     await sub.unsubscribe()

@@ -1,10 +1,15 @@
-"""Publishing one call's server events to the bus in order, with pipelined acknowledgements.
+"""Publishing the calls' server events to the bus in order, with pipelined acknowledgements.
 
-The sideband loop hands each event to `Relay.put` and goes back to reading at once; a single task per
-call publishes whatever has queued up as one pipelined batch (`Bus.publish_many`) and awaits the
-acknowledgements together. Order is kept (one connection, one publisher per call), every event keeps
-its ``Nats-Msg-Id`` (so a re-attached worker's copies collapse), and `flush` waits until everything
-handed over is stored — the call's ``ended`` is recorded only after that.
+One `Publisher` per worker publishes for all the calls it holds: the sideband loops hand each event to
+their call's `Relay` and go back to reading at once; the publisher writes whatever has queued up, from
+every call, as one pipelined batch (`Bus.send_many`) and waits for that batch's acknowledgements
+together (`Bus.confirm`) while the next batch is already being written. Batches are written one after
+another on one connection, so each call's events are stored in the order they arrived; every event
+keeps its ``Nats-Msg-Id`` (so a re-attached worker's copies collapse). An event whose acknowledgement
+does not come is published again on its own, and may then land after later events of its call. `Relay.flush` waits until
+everything its call handed over is stored — the call's ``ended`` is recorded only after that.
+
+With a thousand live calls this costs one task wake-up and one future per batch, not per event.
 """
 
 from __future__ import annotations
@@ -17,14 +22,15 @@ import msgspec
 
 from switchboard.services.session.telemetry import SessionMetrics
 from switchboard.shared import events
-from switchboard.shared.bus import Bus
+from switchboard.shared.bus import Bus, SentBatch
 from switchboard.shared.errors import BusUnavailable
 from switchboard.shared.logging import get_logger
 from switchboard.shared.openai import ServerEvent
 
 log = get_logger(__name__)
 
-_BATCH_MAX = 256
+_BATCH_MAX = 512
+_IN_FLIGHT = 8  # batches written and still waiting for their acknowledgements
 _ATTEMPTS = 5
 _KINDS: dict[str, str] = {}
 
@@ -46,70 +52,122 @@ def rt_kind(type_: object) -> str:
 
 
 class Relay:
-    def __init__(self, bus: Bus, call_id: str, lease: int, metrics: SessionMetrics) -> None:
-        self._bus = bus
+    """One call's side of the publisher: hand over its events, and wait until they are all stored."""
+
+    def __init__(self, publisher: Publisher, call_id: str, lease: int) -> None:
+        self._publisher = publisher
         self._call_id = call_id
         self._lease = lease
-        self._metrics = metrics
-        self._queue: asyncio.Queue[tuple[events.CloudEvent, str | None, float]] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=f"relay-{self._call_id}")
+        self._outstanding = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.failure: BusUnavailable | None = None
 
     def put(self, server_event: ServerEvent) -> None:
         """Queue one server event for publishing; raises `BusUnavailable` if publishing has failed."""
-        self._raise_if_failed()
+        if self.failure is not None:
+            raise self.failure
         # The same OpenAI event seen by two holders across a re-attach is stored once.
         msg_id = None if server_event.event_id is None else f"{self._call_id}:{server_event.event_id}"
-        envelope = self._bus.event(
+        envelope = self._publisher.bus.event(
             self._call_id,
             rt_kind(server_event.type),
             msgspec.Raw(server_event.raw),  # relayed as OpenAI sent it: no decode and re-encode
             event_id=msg_id,
             lease=self._lease,
         )
-        self._queue.put_nowait((envelope, msg_id, time.perf_counter()))
+        self._outstanding += 1
+        self._idle.clear()
+        self._publisher.put(self, envelope, msg_id)
 
     async def flush(self, timeout_s: float = 10.0) -> None:
-        """Wait until every queued event is stored."""
-        assert self._task is not None
-        joined = asyncio.ensure_future(self._queue.join())
-        try:
-            await asyncio.wait([joined, self._task], timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            joined.cancel()
-        self._raise_if_failed()
-        if not self._queue.empty() or self._queue._unfinished_tasks:  # type: ignore[attr-defined]
+        """Wait until every event handed over is stored; `BusUnavailable` if one could not be."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), timeout_s)
+        if self.failure is not None:
+            raise self.failure
+        if self._outstanding:
             raise BusUnavailable(f"events of {self._call_id} not stored within {timeout_s:g} s")
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(BaseException):
-                await self._task
+    def _settled(self, count: int, failure: BusUnavailable | None) -> None:
+        if failure is not None and self.failure is None:
+            self.failure = failure
+        self._outstanding -= count
+        if self._outstanding == 0 or self.failure is not None:
+            self._idle.set()
 
-    def _raise_if_failed(self) -> None:
-        task = self._task
-        if task is not None and task.done() and not task.cancelled() and task.exception() is not None:
-            raise BusUnavailable(f"relaying {self._call_id} failed") from task.exception()
+
+_Item = tuple[Relay, events.CloudEvent, str | None, float]
+
+
+class Publisher:
+    """The worker's one publisher of relayed events (see the module's docstring)."""
+
+    def __init__(self, bus: Bus, metrics: SessionMetrics) -> None:
+        self.bus = bus
+        self._metrics = metrics
+        self._queued: list[_Item] = []
+        self._wake = asyncio.Event()
+        self._slots = asyncio.Semaphore(_IN_FLIGHT)
+        self._task: asyncio.Task[None] | None = None
+        self._confirming: set[asyncio.Task[None]] = set()
+
+    def relay(self, call_id: str, lease: int) -> Relay:
+        return Relay(self, call_id, lease)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="relay-publisher")
+
+    async def stop(self) -> None:
+        """Stop publishing; events not yet stored are left to the lease (the next holder relays on)."""
+        tasks = [t for t in (self._task, *self._confirming) if t is not None]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=5.0)
+
+    def put(self, relay: Relay, envelope: events.CloudEvent, msg_id: str | None) -> None:
+        self._queued.append((relay, envelope, msg_id, time.perf_counter()))
+        self._wake.set()
 
     async def _run(self) -> None:
         while True:
-            batch = [await self._queue.get()]
-            while len(batch) < _BATCH_MAX and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queued:
+                await self._slots.acquire()
+                batch, self._queued = self._queued[:_BATCH_MAX], self._queued[_BATCH_MAX:]
+                try:
+                    sent = await self.bus.send_many([(envelope, msg_id) for _, envelope, msg_id, _ in batch])
+                except BaseException:
+                    self._slots.release()
+                    raise
+                task = asyncio.create_task(self._confirm(batch, sent))
+                self._confirming.add(task)
+                task.add_done_callback(self._confirming.discard)
+
+    async def _confirm(self, batch: list[_Item], sent: SentBatch) -> None:
+        failure: BusUnavailable | None = None
+        try:
             for attempt in range(1, _ATTEMPTS + 1):
                 try:
-                    await self._bus.publish_many([(envelope, msg_id) for envelope, msg_id, _ in batch])
+                    await self.bus.confirm(sent)
                     break
                 except BusUnavailable as exc:
                     if attempt == _ATTEMPTS:
-                        log.error("relay_failed", call_id=self._call_id, events=len(batch), error=str(exc))
-                        raise
+                        log.error("relay_failed", events=len(batch), error=str(exc))
+                        failure = exc
+                        break
                     await asyncio.sleep(0.2 * 2**attempt)
-            now = time.perf_counter()
-            for _, _, received in batch:
+        finally:
+            self._slots.release()
+        now = time.perf_counter()
+        counts: dict[Relay, int] = {}
+        for relay, _, _, received in batch:
+            counts[relay] = counts.get(relay, 0) + 1
+            if failure is None:
                 self._metrics.relay_seconds.observe(now - received)
-                self._queue.task_done()
+        for relay, count in counts.items():
+            relay._settled(count, failure)
+        if failure is None:
             self._metrics.events_relayed.inc(len(batch))

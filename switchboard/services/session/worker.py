@@ -25,6 +25,7 @@ from nats.aio.subscription import Subscription
 
 from switchboard.services.session.call import CallSession
 from switchboard.services.session.lease import plan_claim, superseded
+from switchboard.services.session.relay import Publisher
 from switchboard.services.session.telemetry import SessionMetrics
 from switchboard.shared import events
 from switchboard.shared.bus import Bus, Delivery, WorkQueue
@@ -95,6 +96,8 @@ class SessionWorker:
         claims: Subscription = await bus.watch(f"{events.SUBJECT_ROOT}.*.session.claimed", self._on_claim_seen)
         if self._health is not None:
             await self._health.start()
+        self._publisher = Publisher(bus, self.telemetry)
+        self._publisher.start()
         waiting = asyncio.create_task(self._watch_waiting(queue))
         heartbeats = asyncio.create_task(self._heartbeats())
         self.ready = True
@@ -110,6 +113,7 @@ class SessionWorker:
             self.ready = False
             await cancel_and_wait(waiting)
             await cancel_and_wait(heartbeats)
+            await self._publisher.stop()
             if self._health is not None:
                 await self._health.stop()
             with contextlib.suppress(Exception):
@@ -240,6 +244,7 @@ class SessionWorker:
                 calls=self._calls,
                 tool_runs=self._tool_runs,
                 metrics=self.telemetry,
+                publisher=self._publisher,
             )
             self.live[call_id] = session
             reason = await session.run()
