@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import re
 import sys
@@ -186,7 +187,17 @@ def _policy(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _run(main: Coroutine[Any, Any, T]) -> T:
-    """Run `main` on uvloop (libuv's event loop: markedly faster HTTP, WebSocket and NATS I/O)."""
+    """Run `main` on uvloop (libuv's event loop: markedly faster HTTP, WebSocket and NATS I/O).
+
+    The garbage collector is set for a long-running service first. Everything loaded so far (modules,
+    classes, functions: some 50,000 objects) is frozen out of its scans, and a young collection comes
+    every 2,000 net allocations instead of 700, so the many objects that live for the milliseconds an
+    event is in flight are seldom caught alive and promoted. Both make full collections, which stop the
+    event loop for as long as they take, shorter and rarer: with a thousand live calls on one worker
+    they took 100-200 ms every few seconds, and decided its relay p99.
+    """
+    gc.freeze()
+    gc.set_threshold(2_000, 10, 10)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(main)
 
