@@ -73,13 +73,18 @@ def relay(results: dict[str, Any]) -> list[str]:
                "worker cores", "CPU ms/s per call", "RSS KiB per call", f"p99 < {p['p99_target_ms']:g} ms")  # fmt: skip
     out = [
         f"**Relay** — M `chatter` calls on one worker process (transcript deltas {p['speech_rate']:g}/s while the "
-        f"agent speaks), {p['window_s']:g} s window after {p['warmup_s']:g} s warm-up; latency = emulator send → "
-        f"stored in JetStream, every event of {p['sample']} sampled calls:",
+        f"agent speaks, a real call's pace), {p['window_s']:g} s window after {p['warmup_s']:g} s warm-up; "
+        f"latency = emulator send → stored in JetStream, every event of {p['sample']} sampled calls:",
         "",
         table(headers, rows(results["sweep"])),
         "",
         f"Largest M with p99 < {p['p99_target_ms']:g} ms: **{results['largest_calls_p99_under_target']}**.",
     ]
+    if results.get("stress"):
+        out += ["", f"**Stress** — the same at {p['stress_rate']:g} transcript deltas/s (five times as talkative):", "",
+                table(headers, rows(results["stress"])), "",
+                f"Largest M with p99 < {p['p99_target_ms']:g} ms: "
+                f"**{results['largest_calls_p99_under_target_stress']}**."]  # fmt: skip
     if results["scaling"]:
         out += ["", "**Scaling** — the same calls over N worker processes:", "",
                 table(headers, rows(results["scaling"]))]  # fmt: skip
