@@ -4,8 +4,9 @@ Protocol per connection, no client library in the way.
 On a 2-core box the load generator competes with what it measures, so it must cost as little as possible
 per request: aiohttp's client spends several times more CPU per request than this. Responses are parsed
 just enough to get the status and skip the body (Content-Length; a server that closes the connection is
-reconnected for the next request). Closed loop (`drive`, at most C in flight) or open loop (`drive_rate`,
-request i sent at start + i/rate whatever the answers).
+reconnected for the next request). Closed loop (`drive`, at most C in flight), open loop (`drive_rate`,
+request i sent at start + i/rate whatever the answers), or concurrent calls (`drive_held`, N callers each
+holding a call for a while, then calling again).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -188,6 +189,37 @@ async def drive_rate(requests: Sequence[Request], rate_per_s: float) -> LoadResu
                 await asyncio.sleep(delay)
             tasks.append(asyncio.create_task(_one(pool, request, result)))
         await asyncio.gather(*tasks)
+    finally:
+        pool.close()
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+async def drive_held(
+    requests: Sequence[Request], lines: int, hold_s: float, hang_up: Callable[[str], Awaitable[object]]
+) -> LoadResult:
+    """Concurrent calls, as a SIP load tester counts them: `lines` callers, each sends a call's webhook,
+    holds the call `hold_s`, hangs up (`hang_up(key)`) and calls again with the next request. Line i
+    starts i * hold_s / lines in, so calls arrive evenly, lines / hold_s per second."""
+    result = LoadResult()
+    pool = _Pool()
+    next_index = 0
+    hangups: list[asyncio.Task[object]] = []
+
+    async def line(index: int) -> None:
+        nonlocal next_index
+        await asyncio.sleep(index * hold_s / lines)
+        while next_index < len(requests):
+            request = requests[next_index]
+            next_index += 1
+            await _one(pool, request, result)
+            await asyncio.sleep(hold_s)
+            hangups.append(asyncio.ensure_future(hang_up(request.key)))
+
+    started = time.perf_counter()
+    try:
+        await asyncio.gather(*(line(i) for i in range(min(lines, len(requests)))))
+        await asyncio.gather(*hangups, return_exceptions=True)
     finally:
         pool.close()
     result.seconds = time.perf_counter() - started

@@ -8,12 +8,16 @@ Two measurements, each stated exactly:
   with nothing else running: the controller is off, so each 200 means "verified, validated and
   acknowledged by JetStream (file storage)", and nothing more. The stored count is checked afterwards.
   The same load against a do-nothing aiohttp server gives the harness's own ceiling on this box.
-- **answer** — N real calls: the emulator rings them and signs their webhooks (captured by this process
-  first), then this process delivers those exact webhooks at concurrency C to (a) the whole system — one
-  ingress, one controller, one session worker, NATS — or (b) the Flask baseline, both pointed at the same
-  emulator. From the emulator's records: webhook→accept (its ``/accept`` request recorded) and
-  webhook→greeting (the greeting's ``response.create`` received on the sideband), each from the moment
-  this process sent the webhook. "Calls answered/s" is N over first send → last greeting.
+- **answer** — real calls: the emulator rings them and signs their webhooks (captured by this process
+  first), then this process delivers those exact webhooks to (a) the whole system — one ingress, one
+  controller, one session worker, NATS — or (b) the Flask baseline, both pointed at the same emulator,
+  under three loads: **100 live calls** (concurrent calls as a SIP load tester counts them: 100 lines,
+  each holding its call 10 s, hanging up and calling again, so 10 new calls a second with 100 up at any
+  time), a **burst** (N webhooks at concurrency C, as fast as they are taken: the backlog shows the
+  answering rate), and **open loop** at fixed rates. From the emulator's records: webhook→accept (its
+  ``/accept`` request recorded) and webhook→greeting (the greeting's ``response.create`` received on the
+  sideband), each from the moment this process sent the webhook. "Calls answered/s" is N over first
+  send → last greeting.
 
 The load generator is this process (aiohttp, keep-alive, C connections); everything measured runs in
 other processes. Run ``python -m bench.intake --help`` for the knobs; ``--smoke`` for a tiny run.
@@ -50,7 +54,7 @@ from bench._common import (
     top_frames,
     write_results,
 )
-from bench._loadgen import LoadResult, Request, drive, drive_rate
+from bench._loadgen import LoadResult, Request, drive, drive_held, drive_rate
 from bench._system import LOOPBACK, Process, System, free_port
 from switchboard.emulator.calls import CallRecord
 from switchboard.emulator.client import EmulatorClient
@@ -267,21 +271,35 @@ class Sizes:
     ingresses: list[int]
     rates: list[float]
     rate_seconds: float
+    live_calls: int = 100
+    hold_s: float = 10.0
+    live_seconds: float = 40.0
 
 
 @dataclass(frozen=True)
 class Load:
-    """How webhooks are offered: closed loop (at most `concurrency` in flight) or open loop (`rate`/s)."""
+    """How webhooks are offered: a burst (at most `concurrency` webhooks in flight), open loop (`rate`/s),
+    or `live` concurrent calls, each held `hold_s` before its line calls again (script ``hold``)."""
 
     calls: int
     concurrency: int | None = None
     rate: float | None = None
+    live: int | None = None
+    hold_s: float = 0.0
 
     @property
     def label(self) -> str:
+        if self.live is not None:
+            return f"{self.live} live calls ({self.hold_s:g} s each)"
         return f"C={self.concurrency}" if self.concurrency is not None else f"{self.rate:g}/s"
 
-    async def offer(self, requests: Sequence[Request]) -> LoadResult:
+    @property
+    def script(self) -> str:
+        return "hold" if self.live is not None else "silent"
+
+    async def offer(self, requests: Sequence[Request], client: EmulatorClient) -> LoadResult:
+        if self.live is not None:
+            return await drive_held(requests, self.live, self.hold_s, client.hangup)
         if self.concurrency is not None:
             return await drive(requests, self.concurrency)
         assert self.rate is not None
@@ -403,12 +421,12 @@ async def answer_case(
                 await drive([capture.got[c].to(target) for c in warm], sizes.concurrency)
                 await wait_greeted(client, warm, GREETING_TIMEOUT_S)
                 for load in loads:
-                    ids = await place_calls(client, load.calls, script="silent")
+                    ids = await place_calls(client, load.calls, script=load.script)
                     await capture.wait_for(ids, timeout_s=60)
                     cpu = CpuWindow(pids)
                     profilers = _profilers(measured_procs, profile_dir, f"intake-answer-{kind}")
                     cpu.start()
-                    result = await load.offer([capture.got[c].to(target) for c in ids])
+                    result = await load.offer([capture.got[c].to(target) for c in ids], client)
                     records = await wait_greeted(client, ids, GREETING_TIMEOUT_S)
                     cpu.stop()
                     for profiler in profilers:
@@ -525,7 +543,9 @@ def _cores(cores: dict[str, float]) -> str:
 
 
 def _loads(sizes: Sizes) -> list[Load]:
-    loads = [Load(calls=sizes.answer_n, concurrency=sizes.concurrency)]
+    live_calls = round(sizes.live_calls * sizes.live_seconds / sizes.hold_s)
+    loads = [Load(calls=live_calls, live=sizes.live_calls, hold_s=sizes.hold_s)]
+    loads += [Load(calls=sizes.answer_n, concurrency=sizes.concurrency)]
     loads += [Load(calls=max(1, round(rate * sizes.rate_seconds)), rate=rate) for rate in sizes.rates]
     return loads
 
@@ -533,11 +553,11 @@ def _loads(sizes: Sizes) -> list[Load]:
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.smoke:
         sizes = Sizes(durable_n=100, durable_warmup=20, answer_n=20, answer_warmup=5, concurrency=10, ingresses=[1],
-                      rates=[20.0], rate_seconds=0.5)  # fmt: skip
+                      rates=[20.0], rate_seconds=0.5, live_calls=5, hold_s=0.5, live_seconds=1.5)  # fmt: skip
     else:
         sizes = Sizes(args.durable_n, args.durable_warmup, args.answer_n, args.answer_warmup, args.concurrency,
                       [int(x) for x in args.ingress.split(",") if x], [float(x) for x in args.rates.split(",") if x],
-                      args.rate_seconds)  # fmt: skip
+                      args.rate_seconds, args.live_calls, args.hold_s, args.live_seconds)  # fmt: skip
     info = machine()
     print(f"intake: {machine_line(info)}", flush=True)
     durable = [] if args.smoke else [await ceiling_case(sizes)]
@@ -551,7 +571,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.profile:
         profile_dir = args.out / "profiles"
         await durable_case(sizes, 1, profile_dir=profile_dir)
-        await answer_case(sizes, "switchboard", loads[:1], workers=args.workers, profile_dir=profile_dir)
+        burst = [load for load in loads if load.concurrency is not None]
+        await answer_case(sizes, "switchboard", burst, workers=args.workers, profile_dir=profile_dir)
         for path in sorted(profile_dir.glob("intake-*.pyspy.txt")):
             profiles[path.name.removesuffix(".pyspy.txt")] = top_frames(path)
     return {
@@ -566,6 +587,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "answer_warmup": sizes.answer_warmup,
             "rates": sizes.rates,
             "rate_seconds": sizes.rate_seconds,
+            "live_calls": sizes.live_calls,
+            "hold_s": sizes.hold_s,
+            "live_seconds": sizes.live_seconds,
             "workers": args.workers,
             "seed": SEED,
         },
@@ -583,8 +607,9 @@ def report(results: dict[str, Any]) -> str:
         f"(after {p['durable_warmup']} warm-up); controller off, each 200 = stored in JetStream:",
         durable_table(results["durable"]),
         "",
-        f"Answer — calls rung by the emulator (after {p['answer_warmup']} warm-up), their signed webhooks "
-        f"delivered closed-loop at C={p['concurrency']} or open-loop at a fixed rate; times from the webhook's send:",
+        f"Answer — calls rung by the emulator (after {p['answer_warmup']} warm-up), their signed webhooks delivered "
+        f"as {p['live_calls']} concurrent calls of {p['hold_s']:g} s each for {p['live_seconds']:g} s, as a burst at "
+        f"C={p['concurrency']}, or open-loop at a fixed rate; times from the webhook's send:",
         answer_table(results["answer"]),
         *results["ratios"],
     ]
@@ -615,6 +640,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rates", default="25,50,100", help="open-loop answer runs: calls per second")
     parser.add_argument("--rate-seconds", type=float, default=6.0, help="how long each open-loop run offers calls")
     parser.add_argument("--ingress", default="1,2,4", help="ingress process counts for durable intake")
+    parser.add_argument("--live-calls", type=int, default=100, help="concurrent calls in the live-calls run")
+    parser.add_argument("--hold-s", type=float, default=10.0, help="how long each of those calls lasts")
+    parser.add_argument("--live-seconds", type=float, default=40.0, help="how long the live-calls run goes on")
     parser.add_argument("--workers", type=int, default=1, help="session workers in the answer run")
     parser.add_argument("--profile", action="store_true", help="extra passes under py-spy (not in the tables)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")

@@ -49,8 +49,10 @@ def intake(results: dict[str, Any]) -> list[str]:
         "",
         durable,
         "",
-        f"**Answering** — calls rung by the emulator; webhooks at C={p['concurrency']} ({p['answer_n']:,} calls) or "
-        f"at a fixed rate for {p['rate_seconds']:g} s; times from the webhook's send:",
+        f"**Answering** — calls rung by the emulator; {p.get('live_calls', 100)} concurrent calls of "
+        f"{p.get('hold_s', 10):g} s each (a line calls again when its call ends), a burst of {p['answer_n']:,} "
+        f"webhooks at C={p['concurrency']}, or a fixed rate for {p['rate_seconds']:g} s; times from the webhook's "
+        "send:",
         "",
         answer,
         "",
