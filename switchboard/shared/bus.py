@@ -51,6 +51,7 @@ _WRONG_LAST_SEQUENCE = 10071
 _STREAM_NAME_IN_USE = 10058
 _CONNECT_BACKOFF_MAX_S = 5.0
 _FETCH_BATCH_MAX = 64
+_MORE_WAIT_S = 0.05  # for messages the consumer just said are pending (another replica may take them)
 
 
 def split_credentials(url: str) -> tuple[list[str], dict[str, str]]:
@@ -225,11 +226,20 @@ class WorkQueue:
         self.name = name
 
     async def fetch(self, batch: int, timeout_s: float) -> list[Delivery]:
-        """Up to `batch` messages, waiting at most `timeout_s` for the first; [] when none came."""
+        """Up to `batch` messages, waiting at most `timeout_s` for the first; [] when none came.
+
+        Never waits for more than are there: nats-py's ``fetch(n)`` holds the first message until all
+        `n` came or the request expired (half a second of latency for a lone call), so the first is
+        fetched alone, and the rest only if the consumer says more are pending right now.
+        """
         try:
-            msgs = await self._sub.fetch(batch, timeout=timeout_s)
+            msgs = await self._sub.fetch(1, timeout=timeout_s)
         except (TimeoutError, nats.errors.TimeoutError):
             return []
+        more = min(batch - 1, msgs[-1].metadata.num_pending) if msgs else 0
+        if more > 0:
+            with contextlib.suppress(TimeoutError, nats.errors.TimeoutError):
+                msgs += await self._sub.fetch(more, timeout=_MORE_WAIT_S)  # there already: no long wait
         return [Delivery(m) for m in msgs]
 
     async def pending(self) -> int:
