@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import random
 import time
 from collections.abc import AsyncIterator
@@ -24,6 +25,8 @@ import httpx
 import msgspec
 import websockets
 from websockets.asyncio.client import ClientConnection
+from websockets.proxy import get_proxy
+from websockets.uri import parse_uri
 
 from switchboard.shared.config import Secret
 from switchboard.shared.errors import UpstreamError
@@ -204,6 +207,13 @@ class ServerEvent:
         return self._data
 
 
+@functools.cache
+def _sideband_proxy(base_url: str) -> str | None:
+    """The proxy the environment names for the sideband's host (``https_proxy``, ``no_proxy``…), looked
+    up once per base URL: websockets would scan the whole environment again on every connect."""
+    return get_proxy(parse_uri(sideband_url(base_url, "any")))
+
+
 class SidebandClosed(msgspec.Struct, frozen=True):
     """How the sideband ended: the WebSocket close code and reason (None when aborted)."""
 
@@ -221,9 +231,11 @@ class Sideband:
     @classmethod
     async def open(cls, base_url: str, call_id: str, api_key: Secret, *, open_timeout_s: float = 10.0) -> Sideband:
         """Connect; raises `UpstreamError` (with the HTTP status when the upgrade was refused)."""
+        url = sideband_url(base_url, call_id)
         try:
             ws = await websockets.connect(
-                sideband_url(base_url, call_id),
+                url,
+                proxy=_sideband_proxy(base_url),
                 additional_headers={"Authorization": f"Bearer {api_key.reveal()}"},
                 open_timeout=open_timeout_s,
                 close_timeout=2.0,

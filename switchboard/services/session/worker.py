@@ -211,12 +211,17 @@ class SessionWorker:
         try:
             accepted_event = delivery.event()
             accepted = events.payload(accepted_event, events.UpstreamOutcome)
-            last_claimed, last_released, ended = await asyncio.gather(
-                _lease(bus, call_id, "session.claimed"),
-                _lease(bus, call_id, "session.released"),
-                bus.last_event(call_id, "ended"),
-            )
-            plan = plan_claim(last_claimed=last_claimed, last_released=last_released, ended=ended is not None)
+            if delivery.attempt == 1:
+                # The first delivery of the call's one `accepted` event: nobody can have held it before
+                # (a lease is a delivery attempt), and only a holder records `ended`.
+                plan = plan_claim(last_claimed=None, last_released=None, ended=False)
+            else:
+                last_claimed, last_released, ended = await asyncio.gather(
+                    _lease(bus, call_id, "session.claimed"),
+                    _lease(bus, call_id, "session.released"),
+                    bus.last_event(call_id, "ended"),
+                )
+                plan = plan_claim(last_claimed=last_claimed, last_released=last_released, ended=ended is not None)
             if plan.skip:
                 await delivery.ack()
                 bound.info("claim_skipped_call_ended")
