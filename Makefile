@@ -36,7 +36,7 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml
 	touch $(BENCH_STAMP)
 
 # Every performance number in the README, measured side by side with the naive approach: tables on
-# stdout, JSON in bench/results/ (about 10 minutes on 2 cores; each script also takes --smoke).
+# stdout, JSON in bench/results/ (about 30 minutes on 2 cores; each script also takes --smoke).
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench.intake --profile
 	$(BIN)/python -m bench.relay --profile
