@@ -51,7 +51,6 @@ _WRONG_LAST_SEQUENCE = 10071
 _STREAM_NAME_IN_USE = 10058
 _CONNECT_BACKOFF_MAX_S = 5.0
 _FETCH_BATCH_MAX = 64
-_MORE_WAIT_S = 0.05  # for messages the consumer just said are pending (another replica may take them)
 
 
 def split_credentials(url: str) -> tuple[list[str], dict[str, str]]:
@@ -116,7 +115,7 @@ class _AckInbox:
     """One wildcard inbox on the connection that routes every pipelined publish's acknowledgement.
 
     nats-py's ``publish_async`` costs a future, a NUID and a stdlib JSON parse per message; a relaying
-    worker publishes thousands of events a second, so `Bus.publish_many` numbers its messages on this
+    worker publishes thousands of events a second, so `Bus.send_many` numbers its messages on this
     inbox instead, decodes acknowledgements with msgspec and wakes each batch once, when its last
     acknowledgement is in.
     """
@@ -226,20 +225,11 @@ class WorkQueue:
         self.name = name
 
     async def fetch(self, batch: int, timeout_s: float) -> list[Delivery]:
-        """Up to `batch` messages, waiting at most `timeout_s` for the first; [] when none came.
-
-        Never waits for more than are there: nats-py's ``fetch(n)`` holds the first message until all
-        `n` came or the request expired (half a second of latency for a lone call), so the first is
-        fetched alone, and the rest only if the consumer says more are pending right now.
-        """
+        """Up to `batch` messages, waiting at most `timeout_s` for the first; [] when none came."""
         try:
-            msgs = await self._sub.fetch(1, timeout=timeout_s)
+            msgs = await self._sub.fetch(batch, timeout=timeout_s)
         except (TimeoutError, nats.errors.TimeoutError):
             return []
-        more = min(batch - 1, msgs[-1].metadata.num_pending) if msgs else 0
-        if more > 0:
-            with contextlib.suppress(TimeoutError, nats.errors.TimeoutError):
-                msgs += await self._sub.fetch(more, timeout=_MORE_WAIT_S)  # there already: no long wait
         return [Delivery(m) for m in msgs]
 
     async def pending(self) -> int:
@@ -460,19 +450,10 @@ class Bus:
             raise BusUnavailable(f"publish to {subj} not acknowledged: {type(exc).__name__}") from exc
         return PublishResult(seq=ack.seq, duplicate=bool(ack.duplicate))
 
-    async def publish_many(
-        self, batch: Sequence[tuple[events.CloudEvent, str | None]], *, timeout_s: float = 5.0
-    ) -> None:
-        """Store several events in order with one round of acknowledgements (pipelined, not one by one).
-
-        They go out back to back on this connection, so the stream stores them in order; then the batch
-        waits once for all of its acknowledgements. One that is missing or refused is published again on
-        its own (its ``Nats-Msg-Id`` makes that safe); if that fails too, `BusUnavailable` is raised.
-        """
-        await self.confirm(await self.send_many(batch), timeout_s=timeout_s)
-
     async def send_many(self, batch: Sequence[tuple[events.CloudEvent, str | None]]) -> SentBatch:
-        """The first half of `publish_many`: write the batch out, without waiting for anything."""
+        """Store several events in order, pipelined: write them all out now, back to back on this
+        connection (so the stream stores them in order), without waiting; `confirm` then waits once for
+        all of their acknowledgements."""
         if self._acks is None:
             acks = _AckInbox(self.nc)
             await acks.start()
@@ -495,8 +476,8 @@ class Bus:
         return sent
 
     async def confirm(self, sent: SentBatch, *, timeout_s: float = 5.0) -> None:
-        """The second half: wait for the acknowledgements, then publish again, one by one and in order,
-        whatever was not stored; `BusUnavailable` if one of those fails too."""
+        """Wait for a sent batch's acknowledgements, then publish again, one by one and in order, whatever
+        was not stored (its ``Nats-Msg-Id`` makes that safe); `BusUnavailable` if one of those fails too."""
         assert self._acks is not None or not sent.batch
         if len(sent.replies) == len(sent.batch) and not sent.done.done():
             with contextlib.suppress(TimeoutError):

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 import pytest
 
 from switchboard.shared.bus import Bus
-from switchboard.shared.errors import AlreadyRecorded
+from switchboard.shared.errors import AlreadyRecorded, BusUnavailable
+from switchboard.shared.events import CloudEvent
+from tests.waiting import eventually
 
 
 async def test_ensure_stream_is_idempotent(bus: Bus) -> None:
@@ -53,7 +56,6 @@ async def test_follow_from_start_yields_events_in_order(bus: Bus) -> None:
 
 async def test_connecting_to_no_server_gives_up_when_told_with_a_clear_error() -> None:
     """With give_up_after_s, an unreachable NATS ends in BusUnavailable naming the server (no password)."""
-    from switchboard.shared.errors import BusUnavailable
     from switchboard.shared.natsserver import free_port
 
     url = f"nats://svc:s3cret@127.0.0.1:{free_port()}"
@@ -61,3 +63,54 @@ async def test_connecting_to_no_server_gives_up_when_told_with_a_clear_error() -
         await Bus.connect(url, name="test", give_up_after_s=0.5)
     assert "could not connect to NATS at nats://127.0.0.1:" in str(info.value)
     assert "s3cret" not in str(info.value)
+
+
+async def test_a_pipelined_batch_is_stored_in_order_and_once(bus: Bus) -> None:
+    """send_many + confirm store a batch in order; sending it again stores nothing more (its msg ids)."""
+    batch = [(bus.event("rtc_p", f"rt.e{i}", {"i": i}), f"rtc_p:e{i}") for i in range(50)]
+    await bus.confirm(await bus.send_many(batch))
+    await bus.confirm(await bus.send_many(batch))
+    stored = [e.data["i"] async for e in _stored(bus, "calls.rtc_p.>", 50)]
+    assert stored == list(range(50))
+    info = await bus.js.stream_info("CALLS")
+    assert info.state.messages == 50
+
+
+async def test_confirming_a_batch_the_stream_cannot_store_raises_bus_unavailable(bus: Bus) -> None:
+    """With the CALLS stream gone, confirm fails with BusUnavailable instead of losing events quietly."""
+    await bus.js.delete_stream("CALLS")
+    sent = await bus.send_many([(bus.event("rtc_q", "rt.x", {}), "rtc_q:x")])
+    with pytest.raises(BusUnavailable):
+        await bus.confirm(sent, timeout_s=1.0)
+
+
+async def test_a_work_queue_hands_over_a_lone_message_without_waiting_for_a_full_batch(bus: Bus) -> None:
+    """A message arriving while fetch(8) waits is handed over at once, not when the pull request expires."""
+    queue = await bus.work_queue("lone", "calls.*.lone", ack_wait_s=30)
+    fetching = asyncio.create_task(queue.fetch(8, timeout_s=60))
+
+    async def waiting() -> bool:
+        return (await bus.js.consumer_info("CALLS", "lone")).num_waiting > 0
+
+    await eventually(waiting, what="the pull request to be waiting")
+    await bus.record("rtc_l", "lone", {})
+    deliveries = await asyncio.wait_for(fetching, 10)
+    assert [d.subject for d in deliveries] == ["calls.rtc_l.lone"]
+
+
+async def test_a_work_queue_fetches_what_is_pending_in_one_go(bus: Bus) -> None:
+    """With several messages waiting, one fetch returns up to the batch size of them, in order."""
+    queue = await bus.work_queue("several", "calls.*.several", ack_wait_s=30)
+    for i in range(5):
+        await bus.record(f"rtc_s{i}", "several", {})
+    deliveries = await asyncio.wait_for(queue.fetch(4, timeout_s=60), 10)
+    assert [d.subject for d in deliveries] == [f"calls.rtc_s{i}.several" for i in range(4)]
+
+
+async def _stored(bus: Bus, subject: str, count: int) -> AsyncIterator[CloudEvent]:
+    seen = 0
+    async for event in bus.follow(subject, from_start=True):
+        yield event
+        seen += 1
+        if seen == count:
+            return
