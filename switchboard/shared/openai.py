@@ -16,6 +16,7 @@ import contextlib
 import functools
 import random
 import time
+import urllib.request
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -63,11 +64,21 @@ def _error_from(response: httpx.Response) -> UpstreamError:
     return UpstreamError(response.status_code, code, message)
 
 
+@functools.cache
+def http_proxy(scheme: str, host: str) -> str | None:
+    """The proxy the environment names for `host` (``https_proxy``, ``no_proxy``…), as httpx would use
+    it, looked up once per host rather than by scanning the environment on every request."""
+    if urllib.request.proxy_bypass(host):
+        return None
+    return urllib.request.getproxies().get(scheme)
+
+
 class AiohttpTransport(httpx.AsyncBaseTransport):
     """httpx's transport interface over an aiohttp client session (its keep-alive pool and C parser).
 
-    Timeouts come from the httpx request (connect, read); aiohttp's errors become the matching httpx
-    ones, so callers see only httpx. The session is created on first use, inside the running loop.
+    Timeouts come from the httpx request (connect, read) and a proxy from the environment as httpx's
+    default would (`http_proxy`); aiohttp's errors become the matching httpx ones, so callers see only
+    httpx. The session is created on first use, inside the running loop.
     """
 
     def __init__(self, *, max_connections: int = 100) -> None:
@@ -89,6 +100,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 str(request.url),
                 headers=request.headers.multi_items(),
                 data=request.content or None,
+                proxy=http_proxy(request.url.scheme, request.url.host),
                 allow_redirects=False,
                 timeout=timeout,
             ) as response:
