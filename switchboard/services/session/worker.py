@@ -44,6 +44,7 @@ LEASE_S = 1.5
 """Ack-wait of a held call: a dead worker's calls are re-attached elsewhere after about this long."""
 _FETCH_WAIT_S = 1.0
 _CLAIM_BATCH_MAX = 8
+_BEATS_PER_TURN = 100  # a thousand beats at once would hold the event loop for ~10 ms
 
 
 class SessionWorker:
@@ -293,11 +294,13 @@ class SessionWorker:
         one per call, and one flush for all the beats."""
         while True:
             await asyncio.sleep(self.lease_s / 4)
-            for call_id, delivery in list(self._held.items()):
+            for i, (call_id, delivery) in enumerate(list(self._held.items()), 1):
                 try:
                     await delivery.in_progress()
                 except Exception as exc:  # a missed beat is survivable; the next one may land
                     log.warning("lease_heartbeat_failed", call_id=call_id, error=str(exc))
+                if i % _BEATS_PER_TURN == 0:
+                    await asyncio.sleep(0)  # let the calls' events through between chunks of beats
 
     async def _open_sideband(self, call_id: str) -> Sideband:
         return await Sideband.open(self._settings.openai_base_url, call_id, self._api_key)
