@@ -194,7 +194,7 @@ def _run(main: Coroutine[Any, Any, T]) -> T:
     every 2,000 net allocations instead of 700, so the many objects that live for the milliseconds an
     event is in flight are seldom caught alive and promoted. Both make full collections, which stop the
     event loop for as long as they take, shorter and rarer: with a thousand live calls on one worker
-    they took 100-200 ms every few seconds, and decided its relay p99.
+    they took 100-300 ms every few seconds, and decided its relay p99.
     """
     gc.freeze()
     gc.set_threshold(2_000, 10, 10)

@@ -122,7 +122,7 @@ def make_event(
         subject=call_id,
         time=utc_now(),
         datacontenttype="application/json",
-        # Plain JSON data, or JSON text (a relayed server event), is stored as it is; Structs become JSON data.
+        # JSON data, or JSON text (a relayed server event), is stored as it is; Structs become JSON data.
         data=data if isinstance(data, (dict, msgspec.Raw)) else msgspec.to_builtins(data),
         lease=lease,
         dataschema=dataschema(kind),

@@ -4,8 +4,8 @@
 transport errors, 429 and 5xx; other 4xx are final. Its requests travel over `AiohttpTransport`:
 httpx's own connection pool costs about 3 ms of CPU per request at 64 concurrent (it scans every pooled
 connection on each request), aiohttp's pool and C parser under 1 ms — the controller's largest cost
-when a burst of calls comes in. Errors become `UpstreamError` carrying the HTTP
-status and OpenAI's error code (``call_id_not_found`` means the caller is gone). The API key is sent
+when a burst of calls comes in. Errors become `UpstreamError` carrying the HTTP status and OpenAI's
+error code (``call_id_not_found`` means the caller is gone). The API key is sent
 as a bearer header and never appears in errors or logs.
 """
 
@@ -26,8 +26,6 @@ import httpx
 import msgspec
 import websockets
 from websockets.asyncio.client import ClientConnection
-from websockets.proxy import get_proxy
-from websockets.uri import parse_uri
 
 from switchboard.shared.config import Secret
 from switchboard.shared.errors import UpstreamError
@@ -67,10 +65,12 @@ def _error_from(response: httpx.Response) -> UpstreamError:
 @functools.cache
 def http_proxy(scheme: str, host: str) -> str | None:
     """The proxy the environment names for `host` (``https_proxy``, ``no_proxy``…), as httpx would use
-    it, looked up once per host rather than by scanning the environment on every request."""
+    it, looked up once per host rather than by scanning the environment on every request (or, as
+    websockets does, on every connect)."""
     if urllib.request.proxy_bypass(host):
         return None
-    return urllib.request.getproxies().get(scheme)
+    proxies = urllib.request.getproxies()
+    return proxies.get(scheme) or proxies.get("all")
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):
@@ -219,13 +219,6 @@ class ServerEvent:
         return self._data
 
 
-@functools.cache
-def _sideband_proxy(base_url: str) -> str | None:
-    """The proxy the environment names for the sideband's host (``https_proxy``, ``no_proxy``…), looked
-    up once per base URL: websockets would scan the whole environment again on every connect."""
-    return get_proxy(parse_uri(sideband_url(base_url, "any")))
-
-
 class SidebandClosed(msgspec.Struct, frozen=True):
     """How the sideband ended: the WebSocket close code and reason (None when aborted)."""
 
@@ -243,11 +236,11 @@ class Sideband:
     @classmethod
     async def open(cls, base_url: str, call_id: str, api_key: Secret, *, open_timeout_s: float = 10.0) -> Sideband:
         """Connect; raises `UpstreamError` (with the HTTP status when the upgrade was refused)."""
-        url = sideband_url(base_url, call_id)
+        base = urlsplit(base_url)
         try:
             ws = await websockets.connect(
-                url,
-                proxy=_sideband_proxy(base_url),
+                sideband_url(base_url, call_id),
+                proxy=http_proxy(base.scheme, base.hostname or ""),
                 additional_headers={"Authorization": f"Bearer {api_key.reveal()}"},
                 open_timeout=open_timeout_s,
                 close_timeout=2.0,

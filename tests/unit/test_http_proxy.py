@@ -36,3 +36,11 @@ def test_without_proxy_settings_requests_go_direct(monkeypatch: pytest.MonkeyPat
     for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(name, raising=False)
     assert http_proxy("https", "api.openai.com") is None
+
+
+def test_all_proxy_is_the_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ALL_PROXY applies when no proxy is named for the scheme."""
+    for name in ("HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ALL_PROXY", "http://proxy.internal:3128")
+    assert http_proxy("https", "api.openai.com") == "http://proxy.internal:3128"

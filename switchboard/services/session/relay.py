@@ -6,8 +6,9 @@ every call, as one pipelined batch (`Bus.send_many`) and waits for that batch's 
 together (`Bus.confirm`) while the next batch is already being written. Batches are written one after
 another on one connection, so each call's events are stored in the order they arrived; every event
 keeps its ``Nats-Msg-Id`` (so a re-attached worker's copies collapse). An event whose acknowledgement
-does not come is published again on its own, and may then land after later events of its call. `Relay.flush` waits until
-everything its call handed over is stored — the call's ``ended`` is recorded only after that.
+does not come is published again on its own, and may then land after later events of its call.
+`Relay.flush` waits until everything its call handed over is stored — the call's ``ended`` is recorded
+only after that.
 
 With a thousand live calls this costs one task wake-up, one future and one socket write per batch, not
 per event; under load, batches are at least `_LINGER_S` apart so that each carries many events.
