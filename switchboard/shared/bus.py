@@ -515,9 +515,10 @@ class Bus:
         return bytes(reply.data)
 
     async def serve(
-        self, subject: str, handler: Callable[[str, bytes], Awaitable[bytes]], *, queue: str = ""
+        self, subject: str, handler: Callable[[str, bytes], Awaitable[bytes | None]], *, queue: str = ""
     ) -> Subscription:
-        """Answer requests on `subject` (wildcards allowed) with `handler(subject, payload) -> reply`."""
+        """Answer requests on `subject` (wildcards allowed) with `handler(subject, payload) -> reply`; a
+        handler that returns None leaves the answer to another service serving the same subject."""
 
         async def on_msg(msg: Msg) -> None:
             try:
@@ -525,7 +526,7 @@ class Bus:
             except Exception as exc:
                 log.exception("request_handler_crashed", subject=msg.subject)
                 reply = msgspec.json.encode({"ok": False, "error": f"internal error: {type(exc).__name__}"})
-            if msg.reply:
+            if msg.reply and reply is not None:
                 with contextlib.suppress(nats.errors.Error):
                     await msg.respond(reply)
 

@@ -8,9 +8,10 @@ received. Pure module: no I/O.
 
 from __future__ import annotations
 
+import functools
 import re
+import time
 import uuid
-from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
 import msgspec
@@ -31,6 +32,7 @@ def is_safe_call_id(call_id: object) -> bool:
     return isinstance(call_id, str) and _CALL_ID.fullmatch(call_id) is not None
 
 
+@functools.lru_cache(maxsize=16_384)  # a worker's live calls times the kinds they emit: checked once each
 def subject(call_id: str, kind: str) -> str:
     """``calls.<call_id>.<kind>``; refuses ids and kinds that would escape their token."""
     if not is_safe_call_id(call_id):
@@ -48,6 +50,7 @@ def parse_subject(value: str) -> tuple[str, str]:
     return call_id, kind
 
 
+@functools.lru_cache(maxsize=1_024)
 def event_type(kind: str) -> str:
     """The CloudEvents ``type`` of a subject kind."""
     if kind.startswith("rt."):
@@ -60,9 +63,23 @@ def rt_kind(server_event_type: str) -> str:
     return "rt." + server_event_type
 
 
+_now_ms = -1
+_now_text = ""
+
+
 def utc_now() -> str:
-    """RFC 3339 UTC timestamp with milliseconds, as CloudEvents ``time``."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """RFC 3339 UTC timestamp with milliseconds, as CloudEvents ``time``.
+
+    Events come in bursts (a relay writes hundreds a millisecond under load), so the text is formatted
+    once per millisecond and reused within it.
+    """
+    global _now_ms, _now_text
+    now_ms = time.time_ns() // 1_000_000
+    if now_ms != _now_ms:
+        seconds, ms = divmod(now_ms, 1000)
+        _now_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{ms:03d}Z"
+        _now_ms = now_ms
+    return _now_text
 
 
 class CloudEvent(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -104,6 +121,7 @@ _decoder = msgspec.json.Decoder(CloudEvent)
 SCHEMA_VERSIONS: dict[str, int] = {}
 
 
+@functools.lru_cache(maxsize=1_024)
 def dataschema(kind: str) -> str:
     """The CloudEvents ``dataschema`` of a kind's data: ``switchboard:<type>/v<version>``."""
     return f"switchboard:{event_type(kind)}/v{SCHEMA_VERSIONS.get(kind, 1)}"

@@ -12,7 +12,6 @@ as a bearer header and never appears in errors or logs.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import random
 import time
@@ -24,8 +23,6 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import aiohttp
 import httpx
 import msgspec
-import websockets
-from websockets.asyncio.client import ClientConnection
 
 from switchboard.shared.config import Secret
 from switchboard.shared.errors import UpstreamError
@@ -65,8 +62,7 @@ def _error_from(response: httpx.Response) -> UpstreamError:
 @functools.cache
 def http_proxy(scheme: str, host: str) -> str | None:
     """The proxy the environment names for `host` (``https_proxy``, ``no_proxy``…), as httpx would use
-    it, looked up once per host rather than by scanning the environment on every request (or, as
-    websockets does, on every connect)."""
+    it, looked up once per host rather than by scanning the environment on every request."""
     if urllib.request.proxy_bypass(host):
         return None
     proxies = urllib.request.getproxies()
@@ -227,58 +223,92 @@ class SidebandClosed(msgspec.Struct, frozen=True):
 
 
 class Sideband:
-    """One sideband WebSocket for a call: receive server events as dicts, send client events."""
+    """One sideband WebSocket for a call: receive server events, send client events.
 
-    def __init__(self, ws: ClientConnection) -> None:
+    It runs on aiohttp's WebSocket client, whose frame reader is compiled: a worker holding a thousand
+    calls reads thousands of frames a second, one per socket read, and websockets' pure-Python reader
+    cost it about half again as much CPU per frame. Pass the worker's `sideband_session` as `http` so
+    all its sidebands share one connector; without it the sideband opens (and closes) its own.
+    """
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse, own_session: aiohttp.ClientSession | None) -> None:
         self._ws = ws
+        self._own_session = own_session
         self.closed: SidebandClosed | None = None
+        self._close_frame: SidebandClosed | None = None
 
     @classmethod
-    async def open(cls, base_url: str, call_id: str, api_key: Secret, *, open_timeout_s: float = 10.0) -> Sideband:
+    async def open(
+        cls,
+        base_url: str,
+        call_id: str,
+        api_key: Secret,
+        *,
+        http: aiohttp.ClientSession | None = None,
+        open_timeout_s: float = 10.0,
+    ) -> Sideband:
         """Connect; raises `UpstreamError` (with the HTTP status when the upgrade was refused)."""
         base = urlsplit(base_url)
+        session = http if http is not None else sideband_session()
         try:
-            ws = await websockets.connect(
-                sideband_url(base_url, call_id),
-                proxy=http_proxy(base.scheme, base.hostname or ""),
-                additional_headers={"Authorization": f"Bearer {api_key.reveal()}"},
-                open_timeout=open_timeout_s,
-                close_timeout=2.0,
-                max_size=16 * 1024 * 1024,
-            )
-        except websockets.InvalidStatus as exc:
-            status = exc.response.status_code
-            code = None
-            with contextlib.suppress(msgspec.DecodeError, AttributeError):
-                code = msgspec.json.decode(exc.response.body or b"{}").get("error", {}).get("code")
-            raise UpstreamError(status, code, f"sideband refused with {status}") from None
-        except (OSError, TimeoutError, websockets.InvalidHandshake) as exc:
+            async with asyncio.timeout(open_timeout_s):
+                ws = await session.ws_connect(
+                    sideband_url(base_url, call_id),
+                    headers={"Authorization": f"Bearer {api_key.reveal()}"},
+                    proxy=http_proxy(base.scheme, base.hostname or ""),
+                    heartbeat=_HEARTBEAT_S,
+                    max_msg_size=16 * 1024 * 1024,
+                    timeout=aiohttp.ClientWSTimeout(ws_close=2.0),
+                )
+        except aiohttp.WSServerHandshakeError as exc:
+            if http is None:
+                await session.close()
+            if exc.status >= 400:
+                raise UpstreamError(exc.status, None, f"sideband refused with {exc.status}") from None
+            raise UpstreamError(None, None, "sideband connect failed: bad upgrade response") from None
+        except (OSError, TimeoutError, aiohttp.ClientError) as exc:
+            if http is None:
+                await session.close()
             raise UpstreamError(None, None, f"sideband connect failed: {type(exc).__name__}") from None
-        return cls(ws)
+        return cls(ws, None if http is not None else session)
 
     async def events(self) -> AsyncIterator[ServerEvent]:
         """Each server event until the socket closes (frames that are not JSON objects are skipped)."""
+        ws = self._ws
         try:
-            async for message in self._ws:
-                event = ServerEvent.parse(message.encode() if isinstance(message, str) else message)
+            while True:
+                message = await ws.receive()
+                if message.type is aiohttp.WSMsgType.TEXT:
+                    event = ServerEvent.parse(message.data.encode())
+                elif message.type is aiohttp.WSMsgType.BINARY:
+                    event = ServerEvent.parse(message.data)
+                else:
+                    if message.type is aiohttp.WSMsgType.CLOSE:
+                        self._close_frame = SidebandClosed(message.data, message.extra or "")
+                    break  # closed, closing or failed
                 if event is not None:
                     yield event
-        except websockets.ConnectionClosed:
-            pass
         finally:
-            self._record_close()
-
-    def _record_close(self) -> None:
-        code = self._ws.close_code
-        # 1006 is what websockets reports when no close frame arrived (the peer vanished).
-        if code is None or code == 1006:
-            self.closed = SidebandClosed(None, "connection lost")
-        else:
-            self.closed = SidebandClosed(code, self._ws.close_reason or "")
+            # Only a close frame is a close: without one (a reset, an end of stream, no pong) the
+            # connection was lost, whatever code the client library settles on.
+            self.closed = self._close_frame or SidebandClosed(None, "connection lost")
 
     async def send(self, event: dict[str, Any]) -> None:
         async with asyncio.timeout(5.0):
-            await self._ws.send(msgspec.json.encode(event).decode())
+            await self._ws.send_str(msgspec.json.encode(event).decode())
 
     async def close(self) -> None:
-        await self._ws.close()
+        try:
+            await self._ws.close()
+        finally:
+            if self._own_session is not None:
+                await self._own_session.close()
+
+
+_HEARTBEAT_S = 20.0
+"""Ping the peer this often; no pong within half of it and the connection counts as lost."""
+
+
+def sideband_session() -> aiohttp.ClientSession:
+    """A client session for sidebands: no cap on connections (each held sideband keeps one)."""
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))

@@ -280,6 +280,22 @@ async def test_say_reaches_the_worker_holding_the_call_and_is_recorded(
     await emulator.caller_hangup(call_id)
 
 
+async def test_an_unknown_command_on_a_live_call_is_refused_by_name(
+    front: LocalSystem, bus: Bus, start_worker: Callable[[str], Awaitable[SessionWorker]]
+) -> None:
+    """cmd.<id>.<verb> for a verb nobody serves answers ok false naming the verb, and sends nothing."""
+    emulator = front.emulator
+    assert emulator is not None
+    await start_worker("w1")
+    call_id = await attached_call(emulator)
+    record = emulator.calls[call_id]
+    await eventually(lambda: record.client_events)  # the greeting
+    reply = msgspec.json.decode(await bus.request(f"cmd.{call_id}.dance", b"{}", timeout_s=5))
+    assert reply == {"ok": False, "error": "unknown command 'dance'"}
+    assert [e["type"] for e in record.client_events] == ["response.create"]
+    await emulator.caller_hangup(call_id)
+
+
 async def test_a_command_for_a_call_that_is_not_live_fails_clearly(
     bus: Bus, start_worker: Callable[[str], Awaitable[SessionWorker]]
 ) -> None:

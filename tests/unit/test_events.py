@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime, timedelta
+
 import msgspec
 import pytest
 from hypothesis import given
@@ -40,3 +43,13 @@ def test_a_safe_call_id_is_exactly_one_subject_token(call_id: str) -> None:
     """Whatever the id, a subject built from it has exactly three tokens, the middle one the id."""
     if events.is_safe_call_id(call_id):
         assert events.subject(call_id, "incoming").split(".") == ["calls", call_id, "incoming"]
+
+
+def test_event_time_is_utc_to_the_millisecond() -> None:
+    """``time`` is RFC 3339 in UTC with milliseconds, and within a few ms of the clock."""
+    before = datetime.now(UTC)
+    stamp = events.utc_now()
+    after = datetime.now(UTC)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", stamp)
+    parsed = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    assert before - timedelta(milliseconds=1) <= parsed <= after

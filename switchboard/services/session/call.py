@@ -35,6 +35,7 @@ _RECONNECT_ATTEMPTS = 5
 _RECONNECT_BASE_DELAY_S = 0.2
 
 SidebandOpener = Callable[[str], Awaitable[Sideband]]
+_CONTROLLER_VERBS = ("hangup", "refer")
 
 
 class CallSession:
@@ -75,18 +76,23 @@ class CallSession:
         self._subscriptions: list[Subscription] = []
         self._ending_reason: str | None = None  # set when we ended the call (hangup, transfer)
         self._hangup_after_response = False
+        self._controller_commands = 0  # hangup/refer requests seen whose outcome is not recorded yet
+        self._controller_commands_settled = asyncio.Event()
+        self._controller_commands_settled.set()
         self.log = log.bind(call_id=call_id, worker=worker, attempt=attempt)
 
     # --- the relay -----------------------------------------------------------------------------------
 
     async def run(self) -> str:
-        """Hold the sideband until the call ends; return the end reason (once its events are stored)."""
+        """Hold the sideband until the call ends; return the end reason once its events are stored and
+        the outcome of every hangup or refer seen for it is recorded."""
         await self._serve_commands()
         if self._own_publisher is not None:
             self._own_publisher.start()
         try:
             reason = await self._relay()
             await self._relay_out.flush()
+            await self._commands_settled()
             return reason
         finally:
             if self._own_publisher is not None:
@@ -254,12 +260,37 @@ class CallSession:
     # --- commands (served by the holder of the call) -------------------------------------------------
 
     async def _serve_commands(self) -> None:
-        for verb in ("say", "send"):
-            sub = await self.bus.serve(f"cmd.{self.call_id}.{verb}", self._on_command)
-            self._subscriptions.append(sub)
+        """Serve ``say`` and ``send``; watch the controller's ``hangup`` and ``refer`` go by.
 
-    async def _on_command(self, subject: str, payload: bytes) -> bytes:
+        The controller serves those two and records their outcome only after OpenAI has answered, by
+        which time OpenAI may already have closed the sideband. Counting the requests seen against the
+        outcomes recorded lets the worker wait for the verdict before it names the end reason.
+        """
+        self._subscriptions.append(await self.bus.serve(f"cmd.{self.call_id}.*", self._on_command))
+        outcomes = events.subject(self.call_id, "command") + ".*"
+        self._subscriptions.append(await self.bus.watch(outcomes, self._on_command_recorded))
+
+    async def _commands_settled(self, timeout_s: float = 5.0) -> None:
+        """Wait (bounded) until every hangup or refer seen for this call has its outcome recorded."""
+        try:
+            await asyncio.wait_for(self._controller_commands_settled.wait(), timeout_s)
+        except TimeoutError:
+            self.log.warning("command_outcome_not_recorded", pending=self._controller_commands)
+
+    async def _on_command_recorded(self, subject: str, payload: bytes) -> None:
+        if subject.rsplit(".", 1)[-1] in _CONTROLLER_VERBS and self._controller_commands > 0:
+            self._controller_commands -= 1
+            if self._controller_commands == 0:
+                self._controller_commands_settled.set()
+
+    async def _on_command(self, subject: str, payload: bytes) -> bytes | None:
         verb = subject.rsplit(".", 1)[-1]
+        if verb in _CONTROLLER_VERBS:
+            self._controller_commands += 1
+            self._controller_commands_settled.clear()
+            return None  # the controller answers these
+        if verb not in ("say", "send"):
+            return msgspec.json.encode({"ok": False, "error": f"unknown command {verb!r}"})
         try:
             command = msgspec.json.decode(payload) if payload else {}
         except msgspec.DecodeError:

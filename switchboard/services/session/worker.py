@@ -20,6 +20,7 @@ import contextlib
 import functools
 from datetime import datetime, timedelta
 
+import aiohttp
 import msgspec
 from nats.aio.subscription import Subscription
 
@@ -34,7 +35,7 @@ from switchboard.shared.errors import BusUnavailable
 from switchboard.shared.health import HealthServer
 from switchboard.shared.lifecycle import cancel_and_wait
 from switchboard.shared.logging import get_logger
-from switchboard.shared.openai import CallsClient, Sideband
+from switchboard.shared.openai import CallsClient, Sideband, sideband_session
 
 log = get_logger(__name__)
 
@@ -75,6 +76,7 @@ class SessionWorker:
         self._claiming_stopped = asyncio.Event()
         self._draining = False
         self._calls = CallsClient(settings.openai_base_url, self._api_key)
+        self._sidebands: aiohttp.ClientSession | None = None  # one connector for all held sidebands
         self.ready = False
         self.telemetry = SessionMetrics()
         self.telemetry.max_calls.set(self.max_calls)
@@ -99,6 +101,7 @@ class SessionWorker:
             await self._health.start()
         self._publisher = Publisher(bus, self.telemetry)
         self._publisher.start()
+        sidebands = self._sidebands = sideband_session()
         waiting = asyncio.create_task(self._watch_waiting(queue))
         heartbeats = asyncio.create_task(self._heartbeats())
         self.ready = True
@@ -115,6 +118,7 @@ class SessionWorker:
             await cancel_and_wait(waiting)
             await cancel_and_wait(heartbeats)
             await self._publisher.stop()
+            await sidebands.close()
             if self._health is not None:
                 await self._health.stop()
             with contextlib.suppress(Exception):
@@ -303,7 +307,7 @@ class SessionWorker:
                     await asyncio.sleep(0)  # let the calls' events through between chunks of beats
 
     async def _open_sideband(self, call_id: str) -> Sideband:
-        return await Sideband.open(self._settings.openai_base_url, call_id, self._api_key)
+        return await Sideband.open(self._settings.openai_base_url, call_id, self._api_key, http=self._sidebands)
 
 
 async def _lease(bus: Bus, call_id: str, kind: str) -> events.SessionLease | None:
