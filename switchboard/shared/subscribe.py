@@ -36,7 +36,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig
 
 from switchboard.shared import events
-from switchboard.shared.bus import Bus, sleep_or_stop
+from switchboard.shared.bus import Bus, fetch_ready, sleep_or_stop
 from switchboard.shared.errors import SwitchboardError
 from switchboard.shared.logging import get_logger
 from switchboard.shared.pullreader import PullReader, Start, Stored
@@ -320,7 +320,7 @@ class Durable:
         try:
             while not stop.is_set():
                 try:
-                    msgs = await sub.fetch(self._batch, timeout=0.5)
+                    msgs = await fetch_ready(sub, self._batch, 0.5)
                 except (TimeoutError, nats.errors.TimeoutError):
                     continue
                 except (nats.errors.Error, nats.js.errors.Error) as exc:
