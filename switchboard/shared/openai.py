@@ -12,6 +12,8 @@ as a bearer header and never appears in errors or logs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import functools
 import random
 import time
@@ -250,6 +252,8 @@ class Sideband:
         """Connect; raises `UpstreamError` (with the HTTP status when the upgrade was refused)."""
         base = urlsplit(base_url)
         session = http if http is not None else sideband_session()
+        refusal: list[bytes] = []
+        token = _refusal_body.set(refusal)
         try:
             async with asyncio.timeout(open_timeout_s):
                 ws = await session.ws_connect(
@@ -264,12 +268,15 @@ class Sideband:
             if http is None:
                 await session.close()
             if exc.status >= 400:
-                raise UpstreamError(exc.status, None, f"sideband refused with {exc.status}") from None
+                code = _error_code(refusal[0]) if refusal else None
+                raise UpstreamError(exc.status, code, f"sideband refused with {exc.status}") from None
             raise UpstreamError(None, None, "sideband connect failed: bad upgrade response") from None
         except (OSError, TimeoutError, aiohttp.ClientError) as exc:
             if http is None:
                 await session.close()
             raise UpstreamError(None, None, f"sideband connect failed: {type(exc).__name__}") from None
+        finally:
+            _refusal_body.reset(token)
         return cls(ws, None if http is not None else session)
 
     async def events(self) -> AsyncIterator[ServerEvent]:
@@ -309,6 +316,35 @@ _HEARTBEAT_S = 20.0
 """Ping the peer this often; no pong within half of it and the connection counts as lost."""
 
 
+_refusal_body: contextvars.ContextVar[list[bytes] | None] = contextvars.ContextVar("refusal_body", default=None)
+"""Where `Sideband.open` wants the body of a refused upgrade (aiohttp's handshake error carries none)."""
+_REFUSAL_MAX_BYTES = 64 * 1024
+
+
+async def _keep_refusal_body(
+    session: aiohttp.ClientSession, context: object, params: aiohttp.TraceRequestEndParams
+) -> None:
+    """Read a refused upgrade's body (OpenAI's JSON error, with its code) before aiohttp drops it."""
+    box = _refusal_body.get()
+    if box is not None and params.response.status >= 400:
+        with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+            async with asyncio.timeout(2.0):
+                box.append(await params.response.content.read(_REFUSAL_MAX_BYTES))
+
+
+def _error_code(body: bytes) -> str | None:
+    """OpenAI's ``error.code`` in a JSON error body, if it has one."""
+    try:
+        error = msgspec.json.decode(body).get("error")
+    except (msgspec.DecodeError, AttributeError):
+        return None
+    code = error.get("code") if isinstance(error, dict) else None
+    return code if isinstance(code, str) else None
+
+
 def sideband_session() -> aiohttp.ClientSession:
-    """A client session for sidebands: no cap on connections (each held sideband keeps one)."""
-    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+    """A client session for sidebands: no cap on connections (each held sideband keeps one), and the
+    body of a refused upgrade kept so the error can carry OpenAI's error code."""
+    trace = aiohttp.TraceConfig()
+    trace.on_request_end.append(_keep_refusal_body)
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), trace_configs=[trace])

@@ -76,6 +76,26 @@ async def test_a_pipelined_batch_is_stored_in_order_and_once(bus: Bus) -> None:
     assert info.state.messages == 50
 
 
+async def test_a_line_break_in_a_pipelined_message_id_cannot_add_headers(bus: Bus) -> None:
+    """A msg id with CR/LF (OpenAI's event_id is outside input) is stored blanked, as one header."""
+    hostile = "rtc_h:evt\r\nNats-Expected-Stream: OTHER"
+    await bus.confirm(await bus.send_many([(bus.event("rtc_h", "rt.x", {"n": 1}), hostile)]))
+    stored = await bus.js.get_last_msg("CALLS", "calls.rtc_h.rt.x")
+    assert stored.headers == {"Nats-Msg-Id": "rtc_h:evt  Nats-Expected-Stream: OTHER"}
+
+
+async def test_an_event_too_large_for_the_server_fails_its_batch_and_the_rest_are_stored(bus: Bus) -> None:
+    """A pipelined event over the server's max payload makes confirm raise; the events around it land."""
+    huge = {"blob": "x" * (bus.nc.max_payload + 1)}
+    batch = [(bus.event("rtc_m", "rt.a", {}), "rtc_m:a"), (bus.event("rtc_m", "rt.b", huge), "rtc_m:b"),
+             (bus.event("rtc_m", "rt.c", {}), "rtc_m:c")]  # fmt: skip
+    with pytest.raises(BusUnavailable):
+        await bus.confirm(await bus.send_many(batch), timeout_s=2.0)
+    assert await bus.last_event("rtc_m", "rt.a") is not None
+    assert await bus.last_event("rtc_m", "rt.c") is not None
+    assert bus.nc.is_connected
+
+
 async def test_confirming_a_batch_the_stream_cannot_store_raises_bus_unavailable(bus: Bus) -> None:
     """With the CALLS stream gone, confirm fails with BusUnavailable instead of losing events quietly."""
     await bus.js.delete_stream("CALLS")

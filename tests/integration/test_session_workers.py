@@ -16,10 +16,10 @@ from switchboard.services.session.call import CallSession
 from switchboard.services.session.worker import TOOL_RUNS_BUCKET, SessionWorker
 from switchboard.shared.bus import Bus
 from switchboard.shared.config import Settings
-from switchboard.shared.errors import NoResponder
+from switchboard.shared.errors import NoResponder, UpstreamError
 from switchboard.shared.events import CloudEvent, SessionLease, UpstreamOutcome, payload
 from switchboard.shared.natsserver import NatsServer, free_port
-from switchboard.shared.openai import CallsClient, Sideband
+from switchboard.shared.openai import CallsClient, Sideband, sideband_session
 from tests.e2e.conftest import attached_call, call_events
 from tests.processes import Proc, spawn
 from tests.waiting import eventually
@@ -352,6 +352,16 @@ async def test_a_tool_call_runs_once_even_when_two_holders_see_it(front: LocalSy
     outputs = [e for e in emulator.calls[call_id].client_events if e.get("type") == "conversation.item.create"]
     assert len(outputs) == 1
     await calls.aclose()
+
+
+async def test_a_refused_sideband_says_why_with_openais_status_and_code(front: LocalSystem) -> None:
+    """Opening the sideband of a call OpenAI does not know fails with 404 and its code call_id_not_found."""
+    settings = front.settings
+    async with sideband_session() as http:
+        with pytest.raises(UpstreamError) as refused:
+            await Sideband.open(settings.openai_base_url, "rtc_nobody", settings.require_api_key(), http=http)
+    assert (refused.value.status, refused.value.code) == (404, "call_id_not_found")
+    assert refused.value.call_gone
 
 
 async def test_a_worker_reports_ready_and_its_live_calls_on_its_health_port(front: LocalSystem, bus: Bus) -> None:
