@@ -516,12 +516,14 @@ class Bus:
             await nc._flush_pending()
         except (TimeoutError, nats.errors.Error) as exc:
             log.warning("pipelined_publish_failed", error=str(exc) or type(exc).__name__)
+            if not sent.done.done():
+                sent.done.set_result(None)  # no acknowledgement will come: `confirm` publishes one by one
         return sent
 
     async def confirm(self, sent: SentBatch, *, timeout_s: float = 5.0) -> None:
         """Wait for a sent batch's acknowledgements, then publish again, one by one and in order, whatever
         was not stored (its ``Nats-Msg-Id`` makes that safe); `BusUnavailable` if one of those fails too."""
-        if sent.replies and len(sent.replies) == len(sent.batch) and not sent.done.done():
+        if not sent.done.done():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(sent.done, timeout_s)
         if self._acks is not None:

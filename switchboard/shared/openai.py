@@ -46,18 +46,22 @@ class RetryPolicy(msgspec.Struct, frozen=True, kw_only=True):
         return random.uniform(cap / 2, cap)
 
 
-def _error_from(response: httpx.Response) -> UpstreamError:
-    code: str | None = None
-    message = f"OpenAI answered {response.status_code}"
+def _error_fields(body: bytes) -> tuple[str | None, str | None]:
+    """OpenAI's ``error.code`` and ``error.message`` in a JSON error body (None for what is missing)."""
     try:
-        body = response.json()
-        err = body.get("error") if isinstance(body, dict) else None
-        if isinstance(err, dict):
-            code = err.get("code") if isinstance(err.get("code"), str) else None
-            if isinstance(err.get("message"), str):
-                message = f"{message}: {err['message']}"
-    except ValueError:
-        pass
+        decoded = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        return None, None
+    error = decoded.get("error") if isinstance(decoded, dict) else None
+    if not isinstance(error, dict):
+        return None, None
+    code, message = error.get("code"), error.get("message")
+    return (code if isinstance(code, str) else None), (message if isinstance(message, str) else None)
+
+
+def _error_from(response: httpx.Response) -> UpstreamError:
+    code, detail = _error_fields(response.content)
+    message = f"OpenAI answered {response.status_code}" + (f": {detail}" if detail is not None else "")
     return UpstreamError(response.status_code, code, message)
 
 
@@ -264,16 +268,12 @@ class Sideband:
                     max_msg_size=16 * 1024 * 1024,
                     timeout=aiohttp.ClientWSTimeout(ws_close=2.0),
                 )
-        except aiohttp.WSServerHandshakeError as exc:
-            if http is None:
-                await session.close()
-            if exc.status >= 400:
-                code = _error_code(refusal[0]) if refusal else None
-                raise UpstreamError(exc.status, code, f"sideband refused with {exc.status}") from None
-            raise UpstreamError(None, None, "sideband connect failed: bad upgrade response") from None
         except (OSError, TimeoutError, aiohttp.ClientError) as exc:
             if http is None:
                 await session.close()
+            if isinstance(exc, aiohttp.WSServerHandshakeError) and exc.status >= 400:
+                code = _error_fields(refusal[0])[0] if refusal else None
+                raise UpstreamError(exc.status, code, f"sideband refused with {exc.status}") from None
             raise UpstreamError(None, None, f"sideband connect failed: {type(exc).__name__}") from None
         finally:
             _refusal_body.reset(token)
@@ -330,16 +330,6 @@ async def _keep_refusal_body(
         with contextlib.suppress(aiohttp.ClientError, TimeoutError):
             async with asyncio.timeout(2.0):
                 box.append(await params.response.content.read(_REFUSAL_MAX_BYTES))
-
-
-def _error_code(body: bytes) -> str | None:
-    """OpenAI's ``error.code`` in a JSON error body, if it has one."""
-    try:
-        error = msgspec.json.decode(body).get("error")
-    except (msgspec.DecodeError, AttributeError):
-        return None
-    code = error.get("code") if isinstance(error, dict) else None
-    return code if isinstance(code, str) else None
 
 
 def sideband_session() -> aiohttp.ClientSession:

@@ -11,6 +11,7 @@ import msgspec
 import pytest
 
 from switchboard.emulator.scripts import AskTool, Hangup, Pause, Say, Script
+from switchboard.emulator.server import Emulator
 from switchboard.local import LocalSystem
 from switchboard.services.session.call import CallSession
 from switchboard.services.session.worker import TOOL_RUNS_BUCKET, SessionWorker
@@ -96,6 +97,16 @@ def worker_env(front: LocalSystem, name: str) -> dict[str, str]:
 
 def claims(events: list[CloudEvent]) -> list[SessionLease]:
     return [msgspec.convert(e.data, SessionLease) for e in events if e.kind == "session.claimed"]
+
+
+async def held_call(
+    front: LocalSystem, start_worker: Callable[[str], Awaitable[SessionWorker]]
+) -> tuple[Emulator, str]:
+    """Worker w1 running, and a new call it holds with the sideband attached: (emulator, call id)."""
+    emulator = front.emulator
+    assert emulator is not None
+    await start_worker("w1")
+    return emulator, await attached_call(emulator)
 
 
 async def kinds_of(bus: Bus, call_id: str, kind: str) -> list[CloudEvent]:
@@ -265,10 +276,7 @@ async def test_say_reaches_the_worker_holding_the_call_and_is_recorded(
     front: LocalSystem, bus: Bus, start_worker: Callable[[str], Awaitable[SessionWorker]]
 ) -> None:
     """cmd.<id>.say becomes a response.create on that call's sideband; command.say is in the log."""
-    emulator = front.emulator
-    assert emulator is not None
-    await start_worker("w1")
-    call_id = await attached_call(emulator)
+    emulator, call_id = await held_call(front, start_worker)
     reply = await bus.request(f"cmd.{call_id}.say", b'{"instructions": "Say: one moment"}', timeout_s=5)
     assert msgspec.json.decode(reply) == {"ok": True}
     sent = emulator.calls[call_id].client_events[-1]
@@ -284,10 +292,7 @@ async def test_an_unknown_command_on_a_live_call_is_refused_by_name(
     front: LocalSystem, bus: Bus, start_worker: Callable[[str], Awaitable[SessionWorker]]
 ) -> None:
     """cmd.<id>.<verb> for a verb nobody serves answers ok false naming the verb, and sends nothing."""
-    emulator = front.emulator
-    assert emulator is not None
-    await start_worker("w1")
-    call_id = await attached_call(emulator)
+    emulator, call_id = await held_call(front, start_worker)
     record = emulator.calls[call_id]
     await eventually(lambda: record.client_events)  # the greeting
     reply = msgspec.json.decode(await bus.request(f"cmd.{call_id}.dance", b"{}", timeout_s=5))
@@ -309,10 +314,7 @@ async def test_a_dropped_sideband_is_reattached_while_the_call_lives(
     front: LocalSystem, bus: Bus, start_worker: Callable[[str], Awaitable[SessionWorker]]
 ) -> None:
     """An abnormal close (1006) makes the worker reconnect to the same call; the call then ends normally."""
-    emulator = front.emulator
-    assert emulator is not None
-    await start_worker("w1")
-    call_id = await attached_call(emulator)
+    emulator, call_id = await held_call(front, start_worker)
     emulator.drop_sideband(call_id, 1006)
     await eventually(lambda: emulator.calls[call_id].sideband_count == 2, what="reconnected")
     await emulator.caller_hangup(call_id)
