@@ -63,6 +63,11 @@ def invalid_call_state(call_id: str, state: str, wanted: str) -> ApiError:
     )
 
 
+def call_already_handled(call_id: str, state: str) -> ApiError:
+    """Accept, reject or refer of a call that was already answered one way or another."""
+    return ApiError(409, f"Call '{call_id}' has already been handled ({state}).", code="call_already_handled")
+
+
 def injected(status: int, code: str | None) -> ApiError:
     """An error answer produced by fault injection, shaped like OpenAI's for that status."""
     if status == 429:

@@ -131,8 +131,9 @@ class OpenAIApi:
 
     @staticmethod
     def _require_ringing(call: LiveCall) -> None:
+        """Accept and reject answer a ringing call; once it is answered, OpenAI says 409."""
         if call.record.state != "ringing":
-            raise errors.invalid_call_state(call.record.call_id, call.record.state, "ringing")
+            raise errors.call_already_handled(call.record.call_id, call.record.state)
 
     async def _accept(self, call: LiveCall, body: Any) -> None:
         if body is None:

@@ -17,7 +17,7 @@ from typing import Any
 
 from switchboard.projections import PROJECTIONS, Projection
 from switchboard.projections.store import Conflict, ProjectionStore
-from switchboard.shared.bus import Bus
+from switchboard.shared.bus import Bus, connected
 from switchboard.shared.config import Settings
 from switchboard.shared.errors import BusUnavailable
 from switchboard.shared.health import HealthServer
@@ -53,7 +53,7 @@ class Projector:
         self._metrics = Metrics("projector")
         self._applied = self._metrics.counter("events_applied", "Log events folded into the projections.")
         self._health = (
-            HealthServer(self._metrics, lambda: self.ready, port=settings.health_port)
+            HealthServer(self._metrics, lambda: self.ready and connected(self._bus), port=settings.health_port)
             if settings.health_port
             else None
         )

@@ -273,17 +273,30 @@ class WorkQueue:
         info = await asyncio.wait_for(self._sub.consumer_info(), 2.0)
         return int(info.num_pending or 0)
 
-    async def run(self, handler: Handler, stop: asyncio.Event, *, concurrency: int = 16) -> None:
-        """Feed messages to `handler` (at most `concurrency` at once) until `stop` is set."""
+    async def run(
+        self, handler: Handler, stop: asyncio.Event, *, concurrency: int = 16, heartbeat_s: float | None = None
+    ) -> None:
+        """Feed messages to `handler` (at most `concurrency` at once) until `stop` is set.
+
+        With `heartbeat_s`, a message whose handler is still working after that long is marked in
+        progress every `heartbeat_s` (one timer for all of them): the consumer's ack wait can then be
+        short, so a replica that dies mid-work has its messages redelivered to another within one ack
+        wait, while a slow but living handler (OpenAI taking seconds) keeps its message.
+        """
         slots = asyncio.Semaphore(concurrency)
         tasks: set[asyncio.Task[None]] = set()
+        working: dict[Delivery, float] = {}  # delivery → when its handler started
+        loop = asyncio.get_running_loop()
 
         async def handle(delivery: Delivery) -> None:
+            working[delivery] = loop.time()
             try:
                 outcome = await handler(delivery)
             except Exception:
                 log.exception("handler_crashed", consumer=self.name, subject=delivery.subject)
                 outcome = Retry(delay_s=min(2.0**delivery.attempt, 30.0), reason="handler crashed")
+            finally:
+                working.pop(delivery, None)
             try:
                 await delivery.settle(outcome)
             except Exception as exc:  # the server redelivers after ack_wait; nothing is lost
@@ -291,6 +304,16 @@ class WorkQueue:
             finally:
                 slots.release()
 
+        async def beat(every_s: float) -> None:
+            while True:
+                await asyncio.sleep(every_s)
+                due = loop.time() - every_s
+                for delivery, started in list(working.items()):
+                    if started <= due:
+                        with contextlib.suppress(Exception):  # a missed beat is survivable; the next may land
+                            await delivery.in_progress()
+
+        beats = asyncio.create_task(beat(heartbeat_s)) if heartbeat_s else None
         try:
             while not stop.is_set():
                 await slots.acquire()
@@ -316,12 +339,20 @@ class WorkQueue:
         finally:
             if tasks:
                 await asyncio.gather(*tasks, return_exceptions=True)
+            if beats is not None:
+                beats.cancel()
+                await asyncio.gather(beats, return_exceptions=True)
 
 
 async def sleep_or_stop(stop: asyncio.Event, delay_s: float) -> None:
     """Wait `delay_s`, or less if `stop` is set meanwhile (a backoff that shutdown can cut short)."""
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), delay_s)
+
+
+def connected(bus: Bus | None) -> bool:
+    """True when `bus` exists and is connected right now (what a service's readiness rests on)."""
+    return bus is not None and bus.connected
 
 
 class Bus:
@@ -336,6 +367,8 @@ class Bus:
         self._closing = asyncio.Event()
         self.credentials: dict[str, str] = {}  # from the URL, for readers that open their own connection
         self._acks: _AckInbox | None = None
+        self._reconnected = asyncio.Event()  # set while connected (`connect` keeps it current)
+        self._reconnected.set()
 
     @classmethod
     async def connect(
@@ -351,16 +384,19 @@ class Bus:
         delay = 0.1
         loop = asyncio.get_running_loop()
         closing = asyncio.Event()  # set by close(): our own disconnect is not worth a warning
+        connected = asyncio.Event()
         started = loop.time()
 
         async def on_error(exc: Exception) -> None:
             log.warning("nats_error", error=str(exc) or type(exc).__name__)
 
         async def on_disconnected() -> None:
+            connected.clear()
             if not closing.is_set():
                 log.warning("nats_disconnected")
 
         async def on_reconnected() -> None:
+            connected.set()
             log.info("nats_reconnected")
 
         servers, credentials = split_credentials(url)
@@ -383,6 +419,8 @@ class Bus:
                 nc.options["max_reconnect_attempts"] = -1  # never give up on a cluster we have reached
                 bus = cls(nc, source=source or f"switchboard/{name}", stream=stream or StreamSettings())
                 bus._closing = closing
+                bus._reconnected = connected
+                connected.set()
                 bus.credentials = credentials
                 return bus
             except (OSError, TimeoutError, nats.errors.Error) as exc:
@@ -405,6 +443,18 @@ class Bus:
     @property
     def connected(self) -> bool:
         return bool(self.nc.is_connected)
+
+    async def _until_connected(self, timeout_s: float) -> None:
+        """Wait (at most `timeout_s`) for the connection to be up: nothing is handed to nats-py while it
+        reconnects, whose buffer would write it after the reconnect, out of order with what is retried."""
+        if self.nc.is_connected:
+            return
+        try:
+            await asyncio.wait_for(self._reconnected.wait(), timeout_s)
+        except TimeoutError:
+            raise BusUnavailable(f"NATS not connected within {timeout_s:g}s") from None
+        if not self.nc.is_connected:
+            raise BusUnavailable("NATS not connected")
 
     async def close(self) -> None:
         """Close the connection. Not drain(): every publish here is already acknowledged, and nats-py's
@@ -474,6 +524,7 @@ class Bus:
         if expect_empty_subject:
             headers["Nats-Expected-Last-Subject-Sequence"] = "0"
         subj = events.subject(event.call_id, event.kind)
+        await self._until_connected(timeout_s)
         try:
             ack = await self.js.publish(
                 subj, events.encode(event), timeout=timeout_s, stream=events.STREAM, headers=headers or None
@@ -508,7 +559,7 @@ class Bus:
         if sent.remaining == 0:
             sent.done.set_result(None)
         try:
-            if nc.is_closed or nc.is_draining_pubs:
+            if not nc.is_connected or nc.is_draining_pubs:  # never into the reconnect buffer
                 raise nats.errors.ConnectionClosedError
             # The batch goes to the connection as one write: nats-py's publish() costs more per message
             # (header checks, a bytes join, a queue wake-up) than the relay does for the rest of it.
@@ -622,6 +673,8 @@ class Bus:
             deliver_policy=DeliverPolicy.ALL,
             max_ack_pending=10_000,
         )
+        # Create it, or bring an existing one to this configuration (an upgrade may shorten its ack wait).
+        await self.js.add_consumer(events.STREAM, config)
         sub = await self.js.pull_subscribe(filter_subject, durable=durable, stream=events.STREAM, config=config)
         return WorkQueue(sub, durable)
 

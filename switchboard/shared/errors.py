@@ -62,3 +62,9 @@ class UpstreamError(SwitchboardError):
     def call_gone(self) -> bool:
         """OpenAI no longer knows the call (the caller hung up)."""
         return self.code == "call_id_not_found"
+
+    @property
+    def already_handled(self) -> bool:
+        """OpenAI says the call was already answered (409 ``call_already_handled``): an earlier request
+        of ours that we never saw the answer to went through."""
+        return self.status == 409 and self.code == "call_already_handled"

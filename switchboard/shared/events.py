@@ -209,6 +209,9 @@ class UpstreamOutcome(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=T
     tool_timeouts_s: dict[str, float] | None = None
     status_code: int | None = None
     target_uri: str | None = None
+    confirmed_by: Literal["conflict"] | None = None
+    """Set when OpenAI answered 409 ``call_already_handled`` to a resumed request: an earlier attempt
+    (a replica that died before recording its answer) went through, and this records it."""
 
 
 class Failed(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

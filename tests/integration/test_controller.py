@@ -175,3 +175,34 @@ async def test_a_refer_the_carrier_never_completes_is_flagged(system: LocalSyste
     flagged = await eventually(lambda: bus.last_event(call_id, "refer.suspected_failed"))
     assert flagged.data["target_uri"] == "tel:+14155550123"
     await emulator.caller_hangup(call_id)
+
+
+async def test_a_replica_dying_mid_accept_has_its_call_confirmed_accepted_by_another(
+    system: LocalSystem, bus: Bus
+) -> None:
+    """A controller that dies while OpenAI takes its accept: another replica resumes within 5 s, meets 409
+    call_already_handled, records `accepted` confirmed by the conflict, and a worker claims the call."""
+    emulator = system.emulator
+    assert emulator is not None
+    dying = next(t for t in system._tasks if t.get_name() == "controller")
+    emulator.faults.add("accept", delay_s=1.0)  # slow enough to die during it, then it goes through
+    call_id = emulator.place_call("+14155550101", "+18005550222", script="hold")
+    await eventually(lambda: not emulator.faults.pending(), what="the accept is in flight")
+    dying.cancel()  # what a kill -9 leaves: no answer recorded, no ack
+    died = time.monotonic()
+    survivor = Controller(system.settings)
+    task = asyncio.create_task(survivor.run())
+    try:
+        accepted = await eventually(lambda: bus.last_event(call_id, "accepted"), what="accepted recorded")
+        assert time.monotonic() - died <= 5.0
+        assert accepted.data["confirmed_by"] == "conflict"
+        await eventually(lambda: emulator.calls[call_id].sideband_count == 1, what="a worker claimed it")
+        statuses = [r.status for r in emulator.calls[call_id].rest_requests if r.op == "accept"]
+        assert statuses == [200, 409]
+        await emulator.caller_hangup(call_id)
+        events = await call_events(bus, call_id)
+        assert "failed" not in kinds(events)
+        assert [e.data["reason"] for e in events if e.kind == "ended"] == ["caller_hangup"]
+    finally:
+        await survivor.shutdown()
+        await asyncio.wait_for(task, 10)

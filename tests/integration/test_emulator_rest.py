@@ -107,13 +107,13 @@ async def test_accept_with_unknown_parameter_is_400(wired_emulator: Emulator) ->
     assert response.json()["error"]["param"] == "voice"
 
 
-async def test_accept_of_accepted_call_is_400(wired_emulator: Emulator) -> None:
-    """Accepting a call twice is refused with 400 invalid_call_state; the first accept stands."""
+async def test_accept_of_accepted_call_is_409(wired_emulator: Emulator) -> None:
+    """Accepting a call twice is refused with 409 call_already_handled; the first accept stands."""
     call_id = ring(wired_emulator)
     await accept(wired_emulator, call_id)
     response = await rest(wired_emulator, call_id, "accept", {"type": "realtime", "model": "other"})
-    assert response.status_code == 400
-    assert response.json()["error"]["code"] == "invalid_call_state"
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "call_already_handled"
     assert wired_emulator.calls[call_id].accept_body == {"type": "realtime", "model": "gpt-realtime"}
 
 

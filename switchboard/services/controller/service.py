@@ -6,6 +6,13 @@ replicas, one decision is stored; a replica that loses the race does nothing vis
 message is acknowledged only after OpenAI's answer is recorded, so if the winner dies in between, the
 redelivered message lets another replica finish the stored decision (never a new one).
 
+A replica fetches only as many calls as it has free handlers, marks each one it is still working on in
+progress every `DECISION_HEARTBEAT_S`, and the ack wait is a short `DECISION_ACK_WAIT_S`: the calls of
+a replica killed mid-burst are redelivered to another within about 3 s, while a living replica waiting
+seconds for OpenAI keeps its calls. A resumed accept whose first attempt did reach OpenAI meets 409
+``call_already_handled`` and is recorded as ``accepted`` (``confirmed_by: conflict``), so a worker
+still claims and greets the call.
+
 Capacity is counted cluster-wide (`capacity.Capacity`): a call is admitted to a capped rule before its
 decision is stored, and released when its ``ended`` event arrives (a second durable consumer).
 
@@ -18,9 +25,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 from nats.aio.subscription import Subscription
@@ -31,7 +39,7 @@ from switchboard.services.controller.decider import capacity_limits, decide, occ
 from switchboard.services.controller.policy import Policy, facts_from_incoming
 from switchboard.services.controller.policy_source import PolicySource
 from switchboard.shared import events
-from switchboard.shared.bus import Ack, Bus, Delivery, Drop, Outcome, Retry
+from switchboard.shared.bus import Ack, Bus, Delivery, Drop, Outcome, Retry, connected
 from switchboard.shared.config import Settings
 from switchboard.shared.errors import AlreadyRecorded, BusUnavailable, UpstreamError
 from switchboard.shared.health import HealthServer
@@ -43,6 +51,10 @@ log = get_logger(__name__)
 
 CONSUMER = "controller"
 ENDED_CONSUMER = "controller-ended"
+DECISION_ACK_WAIT_S = 3.0
+"""Ack wait of an incoming call: a dead replica's calls go to another one within about this long."""
+DECISION_HEARTBEAT_S = 1.0
+"""How often a call still being worked on (OpenAI slow to answer) is marked in progress."""
 _OUTCOME_KINDS = ("accepted", "rejected", "referred", "failed")
 
 
@@ -82,7 +94,7 @@ class Controller:
         self.ready = False
         self.telemetry = _Telemetry()
         self._health = (
-            HealthServer(self.telemetry.metrics, lambda: self.ready, port=settings.health_port)
+            HealthServer(self.telemetry.metrics, lambda: self.ready and connected(self._bus), port=settings.health_port)
             if settings.health_port
             else None
         )
@@ -108,7 +120,7 @@ class Controller:
                 await self._source.start()
             self._capacity = Capacity(await bus.key_value(CAPACITY_BUCKET))
             incoming = await bus.work_queue(
-                CONSUMER, f"{events.SUBJECT_ROOT}.*.incoming", ack_wait_s=60.0, max_deliver=20
+                CONSUMER, f"{events.SUBJECT_ROOT}.*.incoming", ack_wait_s=DECISION_ACK_WAIT_S, max_deliver=20
             )
             ended = await bus.work_queue(ENDED_CONSUMER, f"{events.SUBJECT_ROOT}.*.ended", ack_wait_s=30.0)
             for verb in ("hangup", "refer"):
@@ -118,7 +130,7 @@ class Controller:
             self.ready = True
             log.info("controller_started", rules=len(self.policy.rules))
             await asyncio.gather(
-                incoming.run(self.handle, self._stop, concurrency=self._concurrency),
+                incoming.run(self.handle, self._stop, concurrency=self._concurrency, heartbeat_s=DECISION_HEARTBEAT_S),
                 ended.run(self._release, self._stop, concurrency=8),
             )
         finally:
@@ -208,9 +220,7 @@ class Controller:
                 return True
         return False
 
-    async def _release_unless_stored(
-        self, call_id: str, ours: events.Decided, stored: events.Decided | None
-    ) -> None:
+    async def _release_unless_stored(self, call_id: str, ours: events.Decided, stored: events.Decided | None) -> None:
         """Our admission lost to another decision: give the slot back unless the stored one holds it."""
         assert self._capacity is not None
         rule = occupies(ours)
@@ -232,33 +242,54 @@ class Controller:
             return Drop(reason=str(exc))
         return Ack()
 
+    def _request(self, call_id: str, decision: events.Decided) -> Any:
+        """The REST call that carries out `decision`."""
+        if decision.action == "accept":
+            assert decision.accept is not None
+            return self._calls.accept(call_id, decision.accept)
+        if decision.action == "reject":
+            return self._calls.reject(call_id, decision.status_code)
+        assert decision.target_uri is not None
+        return self._calls.refer(call_id, decision.target_uri)
+
     async def _carry_out(self, call_id: str, decision: events.Decided) -> None:
+        """Make the decision's REST call and record OpenAI's answer (and ``ended`` for reject/refer).
+
+        A 409 ``call_already_handled`` means one of our own earlier requests for this decision went
+        through unseen (a replica died before recording it, or a retry followed a lost answer): there is
+        only ever one decision per call, so the call is in the state it names. It is recorded as that
+        outcome with ``confirmed_by: conflict`` — never as a failure of a call OpenAI has answered.
+        """
         assert self._bus is not None
         bus = self._bus
         bound = log.bind(call_id=call_id)
+        started = time.perf_counter()
+        confirmed_by: Literal["conflict"] | None = None
         try:
-            if decision.action == "accept":
-                assert decision.accept is not None
-                result = await self._timed("accept", self._calls.accept(call_id, decision.accept))
-                await bus.record(call_id, "accepted", self._outcome(result, decision))
-                bound.info("call_accepted", latency_ms=result.latency_ms, agent=decision.agent)
-            elif decision.action == "reject":
-                result = await self._timed("reject", self._calls.reject(call_id, decision.status_code))
-                await bus.record(call_id, "rejected", self._outcome(result, decision))
-                await bus.record(call_id, "ended", events.Ended(reason="rejected", duration_s=0.0))
-                bound.info("call_rejected", status_code=decision.status_code)
-            else:
-                assert decision.target_uri is not None
-                result = await self._timed("refer", self._calls.refer(call_id, decision.target_uri))
-                await bus.record(call_id, "referred", self._outcome(result, decision))
-                await bus.record(call_id, "ended", events.Ended(reason="referred", duration_s=0.0))
-                bound.info("call_referred", target_uri=decision.target_uri)
+            result = await self._timed(decision.action, self._request(call_id, decision))
         except UpstreamError as exc:
-            bound.warning("openai_refused", action=decision.action, status=exc.status, code=exc.code)
-            failed = events.Failed(stage=decision.action, message=str(exc), http_status=exc.status, code=exc.code)
-            await bus.record(call_id, "failed", failed)
-            reason = "caller_gone" if exc.call_gone else f"{decision.action}_failed"
-            await bus.record(call_id, "ended", events.Ended(reason=reason, duration_s=0.0))
+            if not exc.already_handled:
+                bound.warning("openai_refused", action=decision.action, status=exc.status, code=exc.code)
+                failed = events.Failed(stage=decision.action, message=str(exc), http_status=exc.status, code=exc.code)
+                await bus.record(call_id, "failed", failed)
+                reason = "caller_gone" if exc.call_gone else f"{decision.action}_failed"
+                await bus.record(call_id, "ended", events.Ended(reason=reason, duration_s=0.0))
+                return
+            bound.info("outcome_confirmed_by_conflict", action=decision.action)
+            result = CallResult(exc.status or 409, round((time.perf_counter() - started) * 1000, 2))
+            confirmed_by = "conflict"
+        outcome = self._outcome(result, decision, confirmed_by)
+        if decision.action == "accept":
+            await bus.record(call_id, "accepted", outcome)
+            bound.info("call_accepted", latency_ms=result.latency_ms, agent=decision.agent)
+        elif decision.action == "reject":
+            await bus.record(call_id, "rejected", outcome)
+            await bus.record(call_id, "ended", events.Ended(reason="rejected", duration_s=0.0))
+            bound.info("call_rejected", status_code=decision.status_code)
+        else:
+            await bus.record(call_id, "referred", outcome)
+            await bus.record(call_id, "ended", events.Ended(reason="referred", duration_s=0.0))
+            bound.info("call_referred", target_uri=decision.target_uri)
 
     async def _timed(self, op: str, request: Any) -> CallResult:
         try:
@@ -270,7 +301,9 @@ class Controller:
         return result
 
     @staticmethod
-    def _outcome(result: CallResult, decision: events.Decided) -> events.UpstreamOutcome:
+    def _outcome(
+        result: CallResult, decision: events.Decided, confirmed_by: Literal["conflict"] | None = None
+    ) -> events.UpstreamOutcome:
         return events.UpstreamOutcome(
             http_status=result.http_status,
             latency_ms=result.latency_ms,
@@ -279,6 +312,7 @@ class Controller:
             tool_timeouts_s=decision.tool_timeouts_s,
             status_code=decision.status_code,
             target_uri=decision.target_uri,
+            confirmed_by=confirmed_by,
         )
 
     # --- commands: hangup and refer ------------------------------------------------------------------
@@ -312,9 +346,7 @@ class Controller:
         log.info("command_served", call_id=call_id, verb=verb, error=error)
         return msgspec.json.encode({"ok": True} if error is None else {"ok": False, "error": error})
 
-    async def _command_rest(
-        self, call_id: str, kind: str, request: Any, target_uri: str | None = None
-    ) -> str | None:
+    async def _command_rest(self, call_id: str, kind: str, request: Any, target_uri: str | None = None) -> str | None:
         """Make the REST call; on success record OpenAI's answer as `kind` (``hungup``/``referred``)."""
         assert self._bus is not None
         try:

@@ -29,7 +29,7 @@ from switchboard.services.session.lease import plan_claim, superseded
 from switchboard.services.session.relay import Publisher
 from switchboard.services.session.telemetry import SessionMetrics
 from switchboard.shared import events
-from switchboard.shared.bus import Bus, Delivery, WorkQueue
+from switchboard.shared.bus import Bus, Delivery, WorkQueue, connected
 from switchboard.shared.config import Secret, Settings
 from switchboard.shared.errors import BusUnavailable
 from switchboard.shared.health import HealthServer
@@ -82,7 +82,7 @@ class SessionWorker:
         self.telemetry.max_calls.set(self.max_calls)
         self.telemetry.live_calls.set_function(lambda: len(self._tasks))
         self._health = (
-            HealthServer(self.telemetry.metrics, lambda: self.ready, port=settings.health_port)
+            HealthServer(self.telemetry.metrics, lambda: self.ready and connected(self._bus), port=settings.health_port)
             if settings.health_port
             else None
         )
