@@ -350,6 +350,15 @@ async def sleep_or_stop(stop: asyncio.Event, delay_s: float) -> None:
         await asyncio.wait_for(stop.wait(), delay_s)
 
 
+class _Link:
+    """The connection's history that callbacks update: how many times it dropped."""
+
+    __slots__ = ("disconnects",)
+
+    def __init__(self) -> None:
+        self.disconnects = 0
+
+
 def connected(bus: Bus | None) -> bool:
     """True when `bus` exists and is connected right now (what a service's readiness rests on)."""
     return bus is not None and bus.connected
@@ -369,6 +378,7 @@ class Bus:
         self._acks: _AckInbox | None = None
         self._reconnected = asyncio.Event()  # set while connected (`connect` keeps it current)
         self._reconnected.set()
+        self._link = _Link()
 
     @classmethod
     async def connect(
@@ -390,8 +400,11 @@ class Bus:
         async def on_error(exc: Exception) -> None:
             log.warning("nats_error", error=str(exc) or type(exc).__name__)
 
+        link = _Link()
+
         async def on_disconnected() -> None:
             connected.clear()
+            link.disconnects += 1
             if not closing.is_set():
                 log.warning("nats_disconnected")
 
@@ -420,6 +433,7 @@ class Bus:
                 bus = cls(nc, source=source or f"switchboard/{name}", stream=stream or StreamSettings())
                 bus._closing = closing
                 bus._reconnected = connected
+                bus._link = link
                 connected.set()
                 bus.credentials = credentials
                 return bus
@@ -443,6 +457,12 @@ class Bus:
     @property
     def connected(self) -> bool:
         return bool(self.nc.is_connected)
+
+    @property
+    def disconnects(self) -> int:
+        """How many times the connection has dropped: what a holder of leases compares to know that it
+        may have missed messages (a claim of its call) while it was away."""
+        return self._link.disconnects
 
     async def _until_connected(self, timeout_s: float) -> None:
         """Wait (at most `timeout_s`) for the connection to be up: nothing is handed to nats-py while it

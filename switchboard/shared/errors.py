@@ -7,6 +7,7 @@
     ├── BusUnavailable       NATS cannot take a publish in time (ingress → 503, consumers → retry)
     │   └── NoResponder      nobody serves a request subject (a command for a call that is not live)
     ├── AlreadyRecorded      a conditional publish lost: the subject already has an event
+    ├── LeaseLost            another session worker holds the call now: stop, do nothing more
     └── UpstreamError        OpenAI answered with an error (status, error code; retryable or not)
 """
 
@@ -43,6 +44,10 @@ class NoResponder(BusUnavailable):
 
 class AlreadyRecorded(SwitchboardError):
     """A conditional publish was refused: the subject already holds an event (another replica won)."""
+
+
+class LeaseLost(SwitchboardError):
+    """This worker no longer holds the call: a newer claim's fencing token is stored."""
 
 
 class UpstreamError(SwitchboardError):

@@ -14,7 +14,8 @@ from switchboard.emulator.scripts import AskTool, Hangup, Pause, Say, Script
 from switchboard.emulator.server import Emulator
 from switchboard.local import LocalSystem
 from switchboard.services.session.call import CallSession
-from switchboard.services.session.worker import TOOL_RUNS_BUCKET, SessionWorker
+from switchboard.services.session.fence import LEASES_BUCKET, Leases
+from switchboard.services.session.worker import LEASE_S, SessionWorker
 from switchboard.shared.bus import Bus
 from switchboard.shared.config import Settings
 from switchboard.shared.errors import NoResponder, UpstreamError
@@ -324,7 +325,8 @@ async def test_a_dropped_sideband_is_reattached_while_the_call_lives(
 
 
 async def test_a_tool_call_runs_once_even_when_two_holders_see_it(front: LocalSystem, bus: Bus) -> None:
-    """Two workers briefly attached to one call both see the function call; the tool runs once."""
+    """Two workers briefly attached to one call both see the function call; only the newer claim's
+    holder runs the tool, and the other learns it lost the call."""
     emulator = front.emulator
     assert emulator is not None
     requests: list[bytes] = []
@@ -338,21 +340,24 @@ async def test_a_tool_call_runs_once_even_when_two_holders_see_it(front: LocalSy
     call_id = emulator.place_call("+14155550101", "+18005550100", script=script)
     accepted = await eventually(lambda: kinds_of(bus, call_id, "accepted"))
     outcome = payload(accepted[0], UpstreamOutcome)
-    tool_runs = await bus.key_value(TOOL_RUNS_BUCKET)
     calls = CallsClient(front.settings.openai_base_url, front.settings.require_api_key())
 
     async def open_sideband(cid: str) -> Sideband:
         return await Sideband.open(front.settings.openai_base_url, cid, front.settings.require_api_key())
 
-    sessions = [
-        CallSession(bus=bus, call_id=call_id, attempt=1, worker=name, accepted=outcome, greet=False,
-                    open_sideband=open_sideband, calls=calls, tool_runs=tool_runs)
-        for name in ("a", "b")
-    ]  # fmt: skip
+    lost: list[str] = []
+    sessions = []
+    for name in ("old", "new"):  # "new" claims second: its token is higher and the record is its own
+        leases = Leases(bus, await bus.key_value(LEASES_BUCKET), worker=name, lease_s=LEASE_S)
+        lease, _ = await leases.claim(call_id, lambda name=name: lost.append(name))  # type: ignore[misc]
+        assert lease is not None
+        sessions.append(CallSession(bus=bus, call_id=call_id, lease=lease, worker=name, accepted=outcome,
+                                    greet=False, open_sideband=open_sideband, calls=calls))  # fmt: skip
     await asyncio.wait_for(asyncio.gather(*(s.run() for s in sessions)), 15)
     assert len(requests) == 1
     outputs = [e for e in emulator.calls[call_id].client_events if e.get("type") == "conversation.item.create"]
     assert len(outputs) == 1
+    assert lost == ["old"]
     await calls.aclose()
 
 

@@ -3,6 +3,12 @@
 `CallSession.run()` returns the end reason once the call is over; it is cancelled with
 ``"lost"`` when another worker claims the call (stop at once, record nothing more) or ``"handover"``
 when this worker drains (release the lease so another worker re-attaches).
+
+Everything it does besides relaying OpenAI's events is fenced by its `Lease`: before it sends a client
+event, runs a tool, serves a command or records an event, the lease must still be this worker's
+(`Lease.fence`), and the greeting and every tool in flight are marked in the call's lease record by a
+compare-and-set first — so the greeting goes out once per call cluster-wide, a tool runs for one holder
+only, and a new holder finishes the tools its predecessor left unanswered.
 """
 
 from __future__ import annotations
@@ -16,15 +22,15 @@ from typing import Any
 
 import msgspec
 from nats.aio.subscription import Subscription
-from nats.js.errors import KeyWrongLastSequenceError
-from nats.js.kv import KeyValue
 
 from switchboard.services.session import turns
+from switchboard.services.session.fence import Lease
+from switchboard.services.session.lease import InFlightTool
 from switchboard.services.session.relay import Publisher
 from switchboard.services.session.telemetry import SessionMetrics
 from switchboard.shared import events
 from switchboard.shared.bus import Bus
-from switchboard.shared.errors import BusUnavailable, NoResponder, UpstreamError
+from switchboard.shared.errors import BusUnavailable, LeaseLost, NoResponder, UpstreamError
 from switchboard.shared.logging import get_logger
 from switchboard.shared.openai import CallsClient, ServerEvent, Sideband
 
@@ -46,25 +52,29 @@ class CallSession:
         *,
         bus: Bus,
         call_id: str,
-        attempt: int,
+        lease: Lease,
         worker: str,
         accepted: events.UpstreamOutcome,
         greet: bool,
         open_sideband: SidebandOpener,
         calls: CallsClient,
-        tool_runs: KeyValue,
         metrics: SessionMetrics | None = None,
         publisher: Publisher | None = None,
     ) -> None:
         self.bus = bus
         self.call_id = call_id
-        self.attempt = attempt
+        self.lease = lease
+        self.attempt = attempt = lease.token
         self.worker = worker
         self.accepted = accepted
         self._greet = greet
         self._open_sideband = open_sideband
         self._calls = calls
-        self._tool_runs = tool_runs
+        # Function calls a previous holder started and never answered: finished once attached.
+        self._unanswered = [
+            turns.FunctionCall(tool_call_id=tool_call_id, name=tool.name, arguments=tool.arguments)
+            for tool_call_id, tool in lease.record.tools.items()
+        ]
         self._metrics = metrics or SessionMetrics()
         # The worker's shared publisher; a session on its own (in tests) runs a private one.
         self._own_publisher: Publisher | None = None
@@ -114,7 +124,10 @@ class CallSession:
                 if exc.status is not None and exc.status < 500:
                     self.log.warning("sideband_refused", status=exc.status, code=exc.code)
                     failed = events.Failed(stage="sideband", message=str(exc), http_status=exc.status, code=exc.code)
-                    await self.bus.record(self.call_id, "failed", failed, msg_id=f"{self.call_id}:failed:sideband")
+                    await self.lease.fence()
+                    await self.bus.record(
+                        self.call_id, "failed", failed, msg_id=f"{self.call_id}:failed:sideband", lease=self.attempt
+                    )
                     return "call_gone" if exc.status == 404 else "sideband_refused"
                 failures += 1
                 if failures > _RECONNECT_ATTEMPTS:
@@ -126,6 +139,10 @@ class CallSession:
             self.log.info("sideband_attached", reconnects=failures)
             if failures:
                 self._metrics.reconnects.inc()
+            if self._unanswered:
+                unanswered, self._unanswered = self._unanswered, []
+                self.log.info("tools_resumed", tools=[c.name for c in unanswered])
+                self._spawn(self._answer_tools(unanswered))
             try:
                 async for server_event in sideband.events():
                     failures = 0
@@ -151,7 +168,7 @@ class CallSession:
         type_ = server_event.type
         if type_ == "session.created" and self._greet:
             self._greet = False
-            await self.send(turns.response_create(self.accepted.greeting))
+            await self._send_greeting()
         self._relay_out.put(server_event)
         if type_ == "response.done":
             if self._hangup_after_response:
@@ -161,8 +178,21 @@ class CallSession:
             if calls:
                 self._spawn(self._answer_tools(calls))
 
+    async def _send_greeting(self) -> None:
+        """Greet, once per call cluster-wide: the lease record says whether any holder already did."""
+        if self.lease.record.greeted:
+            return
+        try:
+            await self.lease.change(greeted=True)
+        except BusUnavailable as exc:  # cannot be sure no other holder greets: better silent than twice
+            self.log.warning("greeting_not_sent", error=str(exc))
+            return
+        await self.send(turns.response_create(self.accepted.greeting))
+
     async def send(self, client_event: dict[str, Any]) -> None:
-        """Send a client event on the sideband; raises `UpstreamError` when it is not attached."""
+        """Send a client event on the sideband, while this worker holds the call; raises `UpstreamError`
+        when it is not attached, `LeaseLost` when another worker holds the call."""
+        await self.lease.fence()
         sideband = self._sideband
         if sideband is None:
             raise UpstreamError(None, None, "the sideband is not attached right now")
@@ -176,24 +206,35 @@ class CallSession:
     # --- tools ---------------------------------------------------------------------------------------
 
     async def _answer_tools(self, calls: list[turns.FunctionCall]) -> None:
-        results = await asyncio.gather(*(self._run_tool(c) for c in calls))
-        answered = [r for r in results if r is not None]
-        if not answered:
+        """Run the function calls, send their outputs and a ``response.create``, then mark them answered.
+
+        Each is marked in flight in the lease record first (a compare-and-set: only the holder can), so a
+        holder that dies mid-way leaves them to the next, which runs them again and answers them once.
+        """
+        try:
+            tracked = {**self.lease.record.tools}
+            tracked.update({c.tool_call_id: InFlightTool(c.name, c.arguments) for c in calls})
+            await self.lease.change(tools=tracked)
+        except (LeaseLost, BusUnavailable) as exc:
+            self.log.info("tools_not_ours", tools=[c.name for c in calls], error=str(exc))
             return
+        results = await asyncio.gather(*(self._run_tool(c) for c in calls), return_exceptions=True)
+        answered = [r for r in results if isinstance(r, tuple)]
+        for failure in (r for r in results if isinstance(r, BaseException)):
+            self.log.warning("tool_not_completed", error=str(failure) or type(failure).__name__)
+        if len(answered) < len(results):
+            return  # lost the call mid-way (or the bus): the next holder answers them
         try:
             for tool_call_id, output in answered:
                 await self.send(turns.function_output(tool_call_id, output))
             await self.send(turns.response_create())
-        except (UpstreamError, TimeoutError, OSError) as exc:
+            done = {c.tool_call_id for c in calls}
+            await self.lease.change(tools={k: v for k, v in self.lease.record.tools.items() if k not in done})
+        except (UpstreamError, TimeoutError, OSError, LeaseLost, BusUnavailable) as exc:
             self.log.warning("tool_output_not_sent", error=str(exc))
 
-    async def _run_tool(self, call: turns.FunctionCall) -> tuple[str, str] | None:
-        """Run one function call once (cluster-wide, by its id); (tool_call_id, output) or None if not ours."""
-        try:
-            await self._tool_runs.create(_kv_key(call.tool_call_id), self.worker.encode())
-        except KeyWrongLastSequenceError:
-            self.log.info("tool_already_run", tool=call.name, tool_call_id=call.tool_call_id)
-            return None
+    async def _run_tool(self, call: turns.FunctionCall) -> tuple[str, str]:
+        """Run one function call: (tool_call_id, output); `LeaseLost` if the call was lost meanwhile."""
         requested = events.ToolRequested(tool_call_id=call.tool_call_id, name=call.name, arguments=call.arguments)
         await self.bus.record(
             self.call_id, "tool.requested", requested, msg_id=f"{self.call_id}:tool:{call.tool_call_id}:req",
@@ -201,6 +242,7 @@ class CallSession:
         )  # fmt: skip
         started = time.perf_counter()
         output, error = await self._execute(call)
+        await self.lease.fence()
         completed = events.ToolCompleted(
             tool_call_id=call.tool_call_id,
             name=call.name,
@@ -243,6 +285,7 @@ class CallSession:
         target = arguments.get("target_uri")
         if not isinstance(target, str) or not target.startswith(("tel:", "sip:", "sips:")):
             return turns.output_text({"error": "transfer_call needs a target_uri starting with tel: or sip:"})
+        await self.lease.fence()
         try:
             await self._calls.refer(self.call_id, target)
         except UpstreamError as exc:
@@ -251,6 +294,11 @@ class CallSession:
         return turns.output_text({"output": {"ok": True, "transferred_to": target}})
 
     async def _hang_up(self, reason: str) -> None:
+        try:
+            await self.lease.fence()
+        except (LeaseLost, BusUnavailable) as exc:
+            self.log.warning("hangup_not_sent", error=str(exc))
+            return
         self._ending_reason = reason
         try:
             await self._calls.hangup(self.call_id)
@@ -289,6 +337,10 @@ class CallSession:
             self._controller_commands += 1
             self._controller_commands_settled.clear()
             return None  # the controller answers these
+        try:
+            await self.lease.fence()
+        except (LeaseLost, BusUnavailable):
+            return None  # not ours to answer: the worker that holds the call does
         if verb not in ("say", "send"):
             return msgspec.json.encode({"ok": False, "error": f"unknown command {verb!r}"})
         try:
@@ -322,10 +374,6 @@ class CallSession:
     async def _try_send(self, client_event: dict[str, Any]) -> str | None:
         try:
             await self.send(client_event)
-        except (UpstreamError, TimeoutError, OSError) as exc:
+        except (UpstreamError, TimeoutError, OSError, LeaseLost, BusUnavailable) as exc:
             return str(exc) or type(exc).__name__
         return None
-
-
-def _kv_key(tool_call_id: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in tool_call_id) or "_"

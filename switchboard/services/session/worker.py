@@ -1,13 +1,15 @@
 """Session workers: claim accepted calls, hold each call's sideband, and hand calls over.
 
-Claiming and the lease — JetStream redelivery with in-progress heartbeats, chosen over KV+TTL because
-the work queue already gives exactly what a lease needs: one holder per message, expiry when the
-holder stops renewing, and redelivery to another worker with a growing delivery count, which is the
-lease's fencing number (``attempt``). ``calls.*.accepted`` is a durable pull consumer shared by all
-workers; a worker asks for one call at a time and only while it has a free slot, so its cap
-(`SESSION_MAX_CALLS`) is exact whatever the burst, and waiting pull requests from several workers
-spread claims across them. Every claim is published as ``session.claimed``; a worker that sees a
-claim of its call with a higher attempt has lost it and stops at once, without writing more.
+Claiming and the lease — liveness is JetStream redelivery with in-progress heartbeats: the work queue
+gives one holder per message, expiry when the holder stops renewing, and redelivery to another worker.
+Fencing is the call's record in KV (`fence.Leases`): each claim is a compare-and-set that raises its
+token by one, and the token — not the delivery count, which a crashed nats-server can hand out again —
+is the lease number (``attempt``) in ``session.claimed`` and on the holder's events.
+``calls.*.accepted`` is a durable pull consumer shared by all workers; a worker asks for calls only
+while it has free slots, so its cap (`SESSION_MAX_CALLS`) is exact whatever the burst, and waiting pull
+requests from several workers spread claims across them. A worker that sees a claim of its call with a
+higher token, or reads one in the record when its heartbeats can no longer vouch for its lease (after a
+pause or a reconnect), has lost the call and stops at once, without writing more.
 
 Drain (SIGTERM): stop claiming, let calls end within the grace period, then hand the rest over —
 record ``session.released`` and nak the delivery so another worker re-attaches immediately.
@@ -25,13 +27,14 @@ import msgspec
 from nats.aio.subscription import Subscription
 
 from switchboard.services.session.call import CallSession
-from switchboard.services.session.lease import plan_claim, superseded
+from switchboard.services.session.fence import Lease, Leases
+from switchboard.services.session.lease import LeaseRecord, superseded
 from switchboard.services.session.relay import Publisher
 from switchboard.services.session.telemetry import SessionMetrics
 from switchboard.shared import events
 from switchboard.shared.bus import Bus, Delivery, WorkQueue, connected
 from switchboard.shared.config import Secret, Settings
-from switchboard.shared.errors import BusUnavailable
+from switchboard.shared.errors import BusUnavailable, LeaseLost
 from switchboard.shared.health import HealthServer
 from switchboard.shared.lifecycle import cancel_and_wait
 from switchboard.shared.logging import get_logger
@@ -40,12 +43,12 @@ from switchboard.shared.openai import CallsClient, Sideband, sideband_session
 log = get_logger(__name__)
 
 CONSUMER = "session"
-TOOL_RUNS_BUCKET = "switchboard_tool_runs"
 LEASE_S = 1.5
 """Ack-wait of a held call: a dead worker's calls are re-attached elsewhere after about this long."""
 _FETCH_WAIT_S = 1.0
 _CLAIM_BATCH_MAX = 8
 _BEATS_PER_TURN = 100  # a thousand beats at once would hold the event loop for ~10 ms
+_VERIFY_AT_ONCE = 32  # lease records read together after a pause or a reconnect
 
 
 class SessionWorker:
@@ -70,7 +73,8 @@ class SessionWorker:
         self.max_calls = settings.session_max_calls
         self.live: dict[str, CallSession] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._held: dict[str, Delivery] = {}  # the leases the heartbeat keeps alive
+        self._held: dict[str, Delivery] = {}  # the deliveries the heartbeat keeps alive (the latest of each)
+        self._leases_held: dict[str, Lease] = {}
         self._slot_freed = asyncio.Event()
         self._stop = asyncio.Event()
         self._claiming_stopped = asyncio.Event()
@@ -95,7 +99,9 @@ class SessionWorker:
         bus = self._bus
         await bus.ensure_stream()
         queue = await bus.work_queue(CONSUMER, f"{events.SUBJECT_ROOT}.*.accepted", ack_wait_s=self.lease_s)
-        self._tool_runs = await bus.key_value(TOOL_RUNS_BUCKET, ttl_s=24 * 3600)
+        self._leases = await Leases.open(
+            bus, worker=self.worker, lease_s=self.lease_s, ttl_s=self._settings.stream_max_age_s
+        )
         claims: Subscription = await bus.watch(f"{events.SUBJECT_ROOT}.*.session.claimed", self._on_claim_seen)
         if self._health is not None:
             await self._health.start()
@@ -171,6 +177,7 @@ class SessionWorker:
                 if self._stop.is_set():
                     await delivery.nak(0)
                 elif call_id in self._tasks:  # our own call came back (a beat was late): keep holding it
+                    self._held[call_id] = delivery  # beat (and finally ack) this delivery from now on
                     await delivery.in_progress()
                 else:
                     task = asyncio.create_task(self._hold(call_id, delivery), name=f"call-{call_id}")
@@ -192,17 +199,22 @@ class SessionWorker:
     async def _on_claim_seen(self, subject: str, payload: bytes) -> None:
         """Someone claimed a call: if it is one of ours with a newer lease, we lost it — stop at once."""
         call_id = events.parse_subject(subject)[0]
-        session = self.live.get(call_id)
-        task = self._tasks.get(call_id)
-        if session is None or task is None:
+        lease = self._leases_held.get(call_id)
+        if lease is None:
             return
         try:
             claim = events.payload(events.decode(payload), events.SessionLease)
         except (msgspec.ValidationError, msgspec.DecodeError):
             return
-        if superseded(session.attempt, claim):
-            session.log.warning("lease_lost", new_worker=claim.worker, new_attempt=claim.attempt)
-            self.telemetry.lost.inc()
+        if superseded(lease.token, claim):
+            log.warning("claim_seen", call_id=call_id, new_worker=claim.worker, new_attempt=claim.attempt)
+            lease.lose()
+
+    def _lost(self, call_id: str, task: asyncio.Task[None] | None) -> None:
+        """Another worker holds `call_id` now: stop holding it at once, recording nothing more."""
+        log.warning("lease_lost", call_id=call_id, worker=self.worker)
+        self.telemetry.lost.inc()
+        if task is not None and task is not asyncio.current_task():
             task.cancel(msg="lost")
 
     # --- holding one call ----------------------------------------------------------------------------
@@ -210,49 +222,50 @@ class SessionWorker:
     async def _hold(self, call_id: str, delivery: Delivery) -> None:
         assert self._bus is not None
         bus = self._bus
-        bound = log.bind(call_id=call_id, worker=self.worker, attempt=delivery.attempt)
+        bound = log.bind(call_id=call_id, worker=self.worker)
         self._held[call_id] = delivery
+        lease: Lease | None = None
         session: CallSession | None = None
+        task = asyncio.current_task()
         try:
             accepted_event = delivery.event()
             accepted = events.payload(accepted_event, events.UpstreamOutcome)
-            if delivery.attempt == 1:
-                # The first delivery of the call's one `accepted` event: nobody can have held it before
-                # (a lease is a delivery attempt), and only a holder records `ended`.
-                plan = plan_claim(last_claimed=None, last_released=None, ended=False)
-            else:
-                last_claimed, last_released, ended = await asyncio.gather(
-                    _lease(bus, call_id, "session.claimed"),
-                    _lease(bus, call_id, "session.released"),
-                    bus.last_event(call_id, "ended"),
-                )
-                plan = plan_claim(last_claimed=last_claimed, last_released=last_released, ended=ended is not None)
-            if plan.skip:
-                await delivery.ack()
-                bound.info("claim_skipped_call_ended")
+            lease, plan = await self._leases.claim(call_id, functools.partial(self._lost, call_id, task))
+            if lease is None:
+                if plan.skip:
+                    await self._ensure_ended(call_id, plan.record)
+                    await delivery.ack()
+                    bound.info("claim_skipped_call_ended")
+                else:  # another worker's claim landed first; its heartbeats keep the message
+                    bound.info("claim_lost_race")
                 return
+            self._leases_held[call_id] = lease
+            bound = bound.bind(attempt=lease.token)
             if plan.lost is not None:
-                await bus.record(call_id, "session.lost", plan.lost, msg_id=f"{call_id}:lost:{plan.lost.attempt}")
+                await bus.record(
+                    call_id, "session.lost", plan.lost, msg_id=f"{call_id}:lost:{plan.lost.attempt}", lease=lease.token
+                )
                 bound.warning("call_taken_over", previous_worker=plan.lost.worker)
                 self.telemetry.claimed_takeover.inc()
-            elif plan.greet:
+            elif lease.token == 1:
                 self.telemetry.claimed_first.inc()
             else:
                 self.telemetry.claimed_after_handover.inc()
             self.telemetry.claim_wait.observe(_seconds_since(accepted_event.time))
-            lease = events.SessionLease(worker=self.worker, attempt=delivery.attempt)
-            await bus.record(call_id, "session.claimed", lease, msg_id=f"{call_id}:claimed:{delivery.attempt}")
+            claimed = events.SessionLease(worker=self.worker, attempt=lease.token)
+            await bus.record(
+                call_id, "session.claimed", claimed, msg_id=f"{call_id}:claimed:{lease.token}", lease=lease.token
+            )
             bound.info("call_claimed")
             session = CallSession(
                 bus=bus,
                 call_id=call_id,
-                attempt=delivery.attempt,
+                lease=lease,
                 worker=self.worker,
                 accepted=accepted,
-                greet=plan.greet,
+                greet=True,
                 open_sideband=self._open_sideband,
                 calls=self._calls,
-                tool_runs=self._tool_runs,
                 metrics=self.telemetry,
                 publisher=self._publisher,
             )
@@ -260,16 +273,23 @@ class SessionWorker:
             reason = await session.run()
             reason = await _commanded_reason(bus, call_id) or reason
             duration = _seconds_since(accepted_event.time)
-            await bus.record(call_id, "ended", events.Ended(reason=reason, duration_s=duration), lease=delivery.attempt)
-            released = events.SessionLease(worker=self.worker, attempt=delivery.attempt, reason="ended")
-            await bus.record(call_id, "session.released", released, msg_id=f"{call_id}:released:{delivery.attempt}")
-            await delivery.ack()
+            # Ending is a change of the lease record like any other: only the holder can make it.
+            await lease.change(state="ended", reason=reason, duration_s=duration)
+            ended = events.Ended(reason=reason, duration_s=duration)
+            await bus.record(call_id, "ended", ended, lease=lease.token)
+            released = events.SessionLease(worker=self.worker, attempt=lease.token, reason="ended")
+            await bus.record(
+                call_id, "session.released", released, msg_id=f"{call_id}:released:{lease.token}", lease=lease.token
+            )
+            await self._held.get(call_id, delivery).ack()
             self.telemetry.ended.labels(reason=reason).inc()
             bound.info("call_ended", reason=reason, duration_s=duration)
         except asyncio.CancelledError:
-            if self._draining and session is not None:
-                await self._hand_over(call_id, delivery, bound)
+            if self._draining and lease is not None and not lease.lost and session is not None:
+                await self._hand_over(call_id, lease, self._held.get(call_id, delivery))
             raise
+        except LeaseLost as exc:
+            bound.warning("call_stopped_lease_lost", error=str(exc))  # the new holder carries on; we write nothing
         except BusUnavailable as exc:
             # Not acknowledged: the lease runs out and the call is re-attached (or retried) elsewhere.
             bound.error("call_session_failed", error=str(exc))
@@ -279,25 +299,42 @@ class SessionWorker:
             with contextlib.suppress(Exception):
                 await delivery.term()
         finally:
-            if self._held.get(call_id) is delivery:
-                del self._held[call_id]
+            self._held.pop(call_id, None)
+            if lease is not None and self._leases_held.get(call_id) is lease:
+                del self._leases_held[call_id]
 
-    async def _hand_over(self, call_id: str, delivery: Delivery, bound: object) -> None:
+    async def _ensure_ended(self, call_id: str, record: LeaseRecord) -> None:
+        """A holder ended the call but may have died before recording ``ended``: record it from the lease."""
+        assert self._bus is not None
+        if await self._bus.last_event(call_id, "ended") is None:
+            ended = events.Ended(reason=record.reason or "ended", duration_s=record.duration_s or 0.0)
+            await self._bus.record(call_id, "ended", ended, lease=record.token)
+
+    async def _hand_over(self, call_id: str, lease: Lease, delivery: Delivery) -> None:
         assert self._bus is not None
         with contextlib.suppress(Exception):
-            released = events.SessionLease(worker=self.worker, attempt=delivery.attempt, reason="drain")
+            await lease.change(state="released", reason="drain")
+            released = events.SessionLease(worker=self.worker, attempt=lease.token, reason="drain")
             await self._bus.record(
-                call_id, "session.released", released, msg_id=f"{call_id}:released:{delivery.attempt}", timeout_s=2.0
-            )
+                call_id, "session.released", released, msg_id=f"{call_id}:released:{lease.token}",
+                lease=lease.token, timeout_s=2.0,
+            )  # fmt: skip
             await delivery.nak(0)
             self.telemetry.handovers.inc()
             log.info("call_handed_over", call_id=call_id, worker=self.worker)
 
     async def _heartbeats(self) -> None:
         """Every quarter lease, extend the lease of every call held: one timer for the whole worker, not
-        one per call, and one flush for all the beats."""
+        one per call, and one flush for all the beats. A round the server is seen to receive (the flush)
+        keeps each lease's proof fresh; a lease whose proof lapsed (the worker was paused, or the
+        connection dropped) has its record read again at once, so a call lost meanwhile stops now."""
+        assert self._bus is not None
+        bus = self._bus
+        loop = asyncio.get_running_loop()
+        verifying: asyncio.Task[None] | None = None
         while True:
             await asyncio.sleep(self.lease_s / 4)
+            sent_at = loop.time()
             for i, (call_id, delivery) in enumerate(list(self._held.items()), 1):
                 try:
                     await delivery.in_progress()
@@ -305,14 +342,33 @@ class SessionWorker:
                     log.warning("lease_heartbeat_failed", call_id=call_id, error=str(exc))
                 if i % _BEATS_PER_TURN == 0:
                     await asyncio.sleep(0)  # let the calls' events through between chunks of beats
+            landed = False
+            if self._held and bus.connected:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(bus.nc.flush(), self.lease_s / 2)
+                    landed = True
+            stale: list[Lease] = []
+            for lease in list(self._leases_held.values()):
+                if landed:
+                    lease.beat_landed(sent_at)
+                if not lease.fresh(loop.time()) and not lease.lost:
+                    stale.append(lease)
+            if stale and bus.connected and (verifying is None or verifying.done()):
+                verifying = asyncio.create_task(self._verify(stale))
+
+    async def _verify(self, leases: list[Lease]) -> None:
+        """Read the records of leases the heartbeats cannot vouch for; a lost one stops its call."""
+        slots = asyncio.Semaphore(_VERIFY_AT_ONCE)
+
+        async def one(lease: Lease) -> None:
+            async with slots:
+                with contextlib.suppress(LeaseLost, BusUnavailable):  # lost: `lose` stopped the call
+                    await lease.verify()
+
+        await asyncio.gather(*(one(lease) for lease in leases))
 
     async def _open_sideband(self, call_id: str) -> Sideband:
         return await Sideband.open(self._settings.openai_base_url, call_id, self._api_key, http=self._sidebands)
-
-
-async def _lease(bus: Bus, call_id: str, kind: str) -> events.SessionLease | None:
-    event = await bus.last_event(call_id, kind)
-    return None if event is None else events.payload(event, events.SessionLease)
 
 
 async def _commanded_reason(bus: Bus, call_id: str) -> str | None:
