@@ -197,6 +197,9 @@ class Decided(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     target_uri: str | None = None
     capacity_full: bool = False
     """True when `rule` matched but was at its ``max_live_calls``, so its ``when_full`` outcome applied."""
+    max_duration_s: float | None = None
+    """Accept only: the longest the call may last (the rule's ``max_call_duration_s``, else the policy's);
+    absent in decisions recorded before it existed."""
 
 
 class UpstreamOutcome(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -212,6 +215,9 @@ class UpstreamOutcome(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=T
     confirmed_by: Literal["conflict"] | None = None
     """Set when OpenAI answered 409 ``call_already_handled`` to a resumed request: an earlier attempt
     (a replica that died before recording its answer) went through, and this records it."""
+    max_duration_s: float | None = None
+    """``accepted`` only: the decision's ``max_duration_s``; the session worker hangs up a call that lasts
+    this long (end reason ``max_duration``)."""
 
 
 class Failed(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):

@@ -12,6 +12,7 @@ from switchboard.projections import PROJECTIONS
 from switchboard.projections.projector import SUBSCRIPTION as PROJECTOR_CONSUMER
 from switchboard.services.controller.service import CONSUMER as CONTROLLER_CONSUMER
 from switchboard.services.controller.service import ENDED_CONSUMER as CONTROLLER_ENDED_CONSUMER
+from switchboard.services.controller.service import REFERS_CONSUMER as CONTROLLER_REFERS_CONSUMER
 from switchboard.services.session.worker import CONSUMER as SESSION_CONSUMER
 from switchboard.shared.events import STREAM
 from tests.deploy.manifests import NATS_DEV_VALUES, NATS_VALUES, SERVICES, manifests
@@ -88,7 +89,7 @@ def test_each_service_has_its_own_user_with_allow_lists() -> None:
 
 # The durable consumers on CALLS, by the service (user) whose code names them.
 CONSUMERS = {
-    "controller": (CONTROLLER_CONSUMER, CONTROLLER_ENDED_CONSUMER),
+    "controller": (CONTROLLER_CONSUMER, CONTROLLER_ENDED_CONSUMER, CONTROLLER_REFERS_CONSUMER),
     "session": (SESSION_CONSUMER,),
     "projector": (PROJECTOR_CONSUMER,),
 }

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -13,7 +15,8 @@ import msgspec
 import pytest
 
 from switchboard.local import LocalSystem
-from switchboard.services.controller.service import Controller
+from switchboard.services.controller.capacity import BUCKET as CAPACITY_BUCKET
+from switchboard.services.controller.service import REFERS_CONSUMER, Controller
 from switchboard.shared.bus import Bus
 from switchboard.shared.config import Settings
 from switchboard.shared.natsserver import NatsServer
@@ -35,21 +38,59 @@ default:
 """
 
 
-@pytest.fixture
-async def system(nats_server: NatsServer, tmp_path: Path) -> AsyncIterator[LocalSystem]:
-    """Ingress, one controller, one session worker and the emulator, with a capped rule."""
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(POLICY)
+UNENDING = """
+version: 1
+agents:
+  helper: {instructions: Help.}
+rules:
+  - name: one-line
+    when: {dialled: "+18005550100"}
+    max_live_calls: 1
+    max_call_duration_s: 1
+    accept: {agent: helper}
+default:
+  accept: {agent: helper}
+"""
+
+
+@contextlib.asynccontextmanager
+async def local_system(
+    nats_server: NatsServer, tmp_path: Path, *, policy: str = POLICY, workers: int = 1, refer_timeout_s: float = 0.5
+) -> AsyncIterator[LocalSystem]:
+    """Ingress, one controller, `workers` session workers and the emulator, under `policy`."""
+    path = tmp_path / "policy.yaml"
+    path.write_text(policy)
     settings = Settings(
         nats_url=nats_server.url, emulator_port=0, ingress_port=0, ingress_host="127.0.0.1",
-        policy_path=str(policy), refer_timeout_s=0.5,
+        policy_path=str(path), refer_timeout_s=refer_timeout_s,
     )  # fmt: skip
-    local = LocalSystem(settings, data_dir=tmp_path, workers=1, pace=0)
+    local = LocalSystem(settings, data_dir=tmp_path, workers=workers, pace=0)
     await local.start()
     try:
         yield local
     finally:
         await local.stop()
+
+
+@pytest.fixture
+async def system(nats_server: NatsServer, tmp_path: Path) -> AsyncIterator[LocalSystem]:
+    """Ingress, one controller, one session worker and the emulator, with a capped rule."""
+    async with local_system(nats_server, tmp_path) as local:
+        yield local
+
+
+@pytest.fixture
+async def unclaimed(nats_server: NatsServer, tmp_path: Path) -> AsyncIterator[LocalSystem]:
+    """No session workers (accepted calls are never claimed, so never end), and a rule of one 1 s call."""
+    async with local_system(nats_server, tmp_path, policy=UNENDING, workers=0) as local:
+        yield local
+
+
+@pytest.fixture
+async def slow_refers(nats_server: NatsServer, tmp_path: Path) -> AsyncIterator[LocalSystem]:
+    """Like `system`, with a 3 s refer timeout: long enough to stop a controller within it."""
+    async with local_system(nats_server, tmp_path, refer_timeout_s=3.0) as local:
+        yield local
 
 
 def kinds(events: list[object]) -> list[str]:
@@ -60,6 +101,11 @@ async def decision(bus: Bus, call_id: str) -> dict[str, object]:
     decided = await eventually(lambda: bus.last_event(call_id, "decided"), what=f"{call_id} decided")
     data: dict[str, object] = decided.data
     return data
+
+
+def stored_at(event: object) -> float:
+    """An event's ``time`` as Unix seconds."""
+    return datetime.fromisoformat(event.time).timestamp()  # type: ignore[attr-defined]
 
 
 async def test_three_replicas_and_duplicate_webhooks_decide_each_call_once(system: LocalSystem, bus: Bus) -> None:
@@ -74,12 +120,22 @@ async def test_three_replicas_and_duplicate_webhooks_decide_each_call_once(syste
         call_ids = [emulator.place_call(f"+1415555{i:04d}", "+18005550111", script="silent") for i in range(6)]
         async with httpx.AsyncClient() as http:
             for call_id in call_ids:  # a second, differently-identified delivery of the same call
-                body = json.dumps({"object": "event", "id": f"evt_{call_id}", "type": "realtime.call.incoming",
-                                   "created_at": int(time.time()), "data": {"call_id": call_id, "sip_headers": []}})
+                body = json.dumps(
+                    {
+                        "object": "event",
+                        "id": f"evt_{call_id}",
+                        "type": "realtime.call.incoming",
+                        "created_at": int(time.time()),
+                        "data": {"call_id": call_id, "sip_headers": []},
+                    }
+                )
                 headers = signed_headers(system.settings.webhook_secrets[0].reveal(), f"wh_dup_{call_id}",
                                          int(time.time()), body)  # fmt: skip
-                response = await http.post(f"http://127.0.0.1:{system.ingress.bound_port}/webhooks/openai",
-                                           content=body, headers={**headers, "content-type": "application/json"})
+                response = await http.post(
+                    f"http://127.0.0.1:{system.ingress.bound_port}/webhooks/openai",
+                    content=body,
+                    headers={**headers, "content-type": "application/json"},
+                )
                 assert response.status_code == 200
         for call_id in call_ids:
             events = await call_events(bus, call_id)
@@ -115,6 +171,41 @@ async def test_a_full_rule_turns_the_third_call_away_busy_and_takes_a_fourth_aft
     for call_id in (second, fourth):
         await eventually(lambda cid=call_id: emulator.calls[cid].sideband_count == 1)  # type: ignore[misc]
         await emulator.caller_hangup(call_id)
+
+
+async def test_a_call_whose_end_is_never_recorded_frees_its_slot_once_its_max_duration_has_run_out(
+    unclaimed: LocalSystem, bus: Bus
+) -> None:
+    """max_live_calls 1, max_call_duration_s 1, no worker to end calls: the 2nd call is busy, and a 3rd
+    once the 1st call's duration (and its 1 s grace) is over is accepted, the 1st still never ended."""
+    emulator = unclaimed.emulator
+    assert emulator is not None
+    first = emulator.place_call("+14155550001", "+18005550100", script="hold")
+    accepted = await eventually(lambda: bus.last_event(first, "accepted"), what="the first call accepted")
+    assert accepted.data["max_duration_s"] == 1.0
+    second = emulator.place_call("+14155550002", "+18005550100", script="hold")
+    busy = await decision(bus, second)
+    assert (busy["action"], busy["status_code"], busy["capacity_full"]) == ("reject", 486, True)
+    first_decided = await bus.last_event(first, "decided")
+    assert first_decided is not None
+    over = stored_at(first_decided) + 1.0 + 1.0  # its max duration, then the grace
+    await eventually(lambda: time.time() > over, what="the first call's max duration and grace are over")
+    third = emulator.place_call("+14155550003", "+18005550100", script="hold")
+    taken = await decision(bus, third)
+    assert (taken["action"], taken["rule"], taken["max_duration_s"]) == ("accept", "one-line", 1.0)
+    assert await bus.last_event(first, "ended") is None
+    assert [r.op for r in emulator.calls[third].rest_requests] == ["accept"]
+
+
+async def test_capacity_kept_as_a_list_by_an_older_controller_still_counts(system: LocalSystem, bus: Bus) -> None:
+    """A rule's capacity key in the old form (a JSON list of call ids) counts its calls: the rule is full."""
+    kv = await bus.key_value(CAPACITY_BUCKET)
+    await kv.put("rule_small-line", b'["rtc_old_1", "rtc_old_2"]')
+    emulator = system.emulator
+    assert emulator is not None
+    call_id = emulator.place_call("+14155550001", "+18005550100", script="hold")
+    turned_away = await decision(bus, call_id)
+    assert (turned_away["action"], turned_away["status_code"], turned_away["capacity_full"]) == ("reject", 486, True)
 
 
 async def test_openai_500_twice_then_200_accepts_the_call_once(system: LocalSystem, bus: Bus) -> None:
@@ -175,6 +266,55 @@ async def test_a_refer_the_carrier_never_completes_is_flagged(system: LocalSyste
     flagged = await eventually(lambda: bus.last_event(call_id, "refer.suspected_failed"))
     assert flagged.data["target_uri"] == "tel:+14155550123"
     await emulator.caller_hangup(call_id)
+
+
+async def test_a_refer_watch_started_by_a_controller_that_stops_is_finished_by_another(
+    slow_refers: LocalSystem, bus: Bus
+) -> None:
+    """A controller stopped 3 s refer timeout or less after a refer's 200: a controller started later flags
+    the still-live call once the timeout is over, exactly once."""
+    emulator, first = slow_refers.emulator, slow_refers.controller
+    assert emulator is not None and first is not None
+    first_task = next(t for t in slow_refers._tasks if t.get_name() == "controller")
+    call_id = await attached_call(emulator, "+18005550222")
+    emulator.faults.add("refer", code="carrier_silent", call_id=call_id)
+    reply = await bus.request(f"cmd.{call_id}.refer", b'{"target_uri": "tel:+14155550123"}', timeout_s=5)
+    assert msgspec.json.decode(reply) == {"ok": True}
+    referred = await eventually(lambda: bus.last_event(call_id, "referred"), what="referred recorded")
+    await first.shutdown()
+    await asyncio.wait_for(first_task, 10)
+    assert time.time() - stored_at(referred) < 3.0, "the first controller stopped only after the refer was due"
+    assert await bus.last_event(call_id, "refer.suspected_failed") is None
+    second = Controller(slow_refers.settings)
+    task = asyncio.create_task(second.run())
+    try:
+        flagged = await eventually(lambda: bus.last_event(call_id, "refer.suspected_failed"), what="flagged")
+        assert flagged.data["target_uri"] == "tel:+14155550123"
+        assert stored_at(flagged) - stored_at(referred) >= 3.0
+        await emulator.caller_hangup(call_id)
+        events = await call_events(bus, call_id)
+        assert kinds(events).count("refer.suspected_failed") == 1
+    finally:
+        await second.shutdown()
+        await asyncio.wait_for(task, 10)
+
+
+async def test_a_refer_that_completes_is_not_flagged(system: LocalSystem, bus: Bus) -> None:
+    """A refer the carrier completes ends the call as referred; once its watch is done, nothing is flagged."""
+    emulator = system.emulator
+    assert emulator is not None
+    call_id = await attached_call(emulator, "+18005550222")
+    reply = await bus.request(f"cmd.{call_id}.refer", b'{"target_uri": "tel:+14155550123"}', timeout_s=5)
+    assert msgspec.json.decode(reply) == {"ok": True}
+    events = await call_events(bus, call_id)
+    assert [e.data["reason"] for e in events if e.kind == "ended"] == ["referred"]
+
+    async def watch_done() -> bool:
+        info = await bus.js.consumer_info("CALLS", REFERS_CONSUMER)
+        return info.num_pending == 0 and info.num_ack_pending == 0
+
+    await eventually(watch_done, what="the refer watch finished")
+    assert await bus.last_event(call_id, "refer.suspected_failed") is None
 
 
 async def test_a_replica_dying_mid_accept_has_its_call_confirmed_accepted_by_another(

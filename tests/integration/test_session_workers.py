@@ -405,3 +405,25 @@ async def test_an_unreadable_accepted_event_is_taken_out_of_the_queue(
 
     await eventually(settled, what="the event left the session queue")
     assert await bus.last_event("rtc_garbled", "session.claimed") is None
+
+
+async def test_a_call_that_reaches_its_maximum_duration_is_hung_up(front: LocalSystem, bus: Bus) -> None:
+    """An accepted call whose max_duration_s runs out is hung up at OpenAI and ends as max_duration."""
+    emulator = front.emulator
+    assert emulator is not None
+    call_id = emulator.place_call("+14155550101", "+18005550100", script="hold")
+    accepted = await eventually(lambda: kinds_of(bus, call_id, "accepted"))
+    outcome = msgspec.structs.replace(payload(accepted[0], UpstreamOutcome), max_duration_s=1.0)
+    calls = CallsClient(front.settings.openai_base_url, front.settings.require_api_key())
+
+    async def open_sideband(cid: str) -> Sideband:
+        return await Sideband.open(front.settings.openai_base_url, cid, front.settings.require_api_key())
+
+    leases = Leases(bus, await bus.key_value(LEASES_BUCKET), worker="w1", lease_s=LEASE_S)
+    lease, _ = await leases.claim(call_id, lambda: None)
+    assert lease is not None
+    session = CallSession(bus=bus, call_id=call_id, lease=lease, worker="w1", accepted=outcome, greet=False,
+                          open_sideband=open_sideband, calls=calls)  # fmt: skip
+    assert await asyncio.wait_for(session.run(), 10) == "max_duration"
+    assert emulator.calls[call_id].end_reason == "hangup"
+    await calls.aclose()

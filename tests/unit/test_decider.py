@@ -15,8 +15,15 @@ from openai.types.realtime.call_accept_params import CallAcceptParams
 from pydantic import TypeAdapter
 from typing_extensions import get_type_hints, is_typeddict  # the SDK's TypedDicts are typing_extensions'
 
-from switchboard.services.controller.decider import accept_body, capacity_limits, decide, occupies
+from switchboard.services.controller.decider import (
+    accept_body,
+    capacity_limits,
+    capacity_max_ages,
+    decide,
+    occupies,
+)
 from switchboard.services.controller.policy import Agent, CallFacts, PolicyError, load_policy, parse_policy
+from switchboard.shared.events import Decided
 
 NOW = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
 
@@ -287,6 +294,70 @@ def test_capacity_mistakes_are_refused(change: tuple[str, str], fragment: str) -
     with pytest.raises(PolicyError) as info:
         parse_policy(CAPPED.replace(*change))
     assert fragment in str(info.value)
+
+
+# --- maximum call duration ---------------------------------------------------------------------------
+
+DURATIONS = """
+version: 1
+max_call_duration_s: 7200
+agents: {a: {instructions: x}}
+rules:
+  - name: short
+    when: {dialled: "+1555"}
+    accept: {agent: a}
+    max_live_calls: 1
+    max_call_duration_s: 600
+    when_full: {refer: {target_uri: "tel:+14155550123"}}
+  - name: long
+    when: {dialled: "+1666"}
+    accept: {agent: a}
+    max_live_calls: 3
+  - name: closed
+    when: {dialled: "+1777"}
+    reject: closed
+default: {accept: {agent: a}}
+"""
+
+
+def test_an_accept_carries_its_rules_max_call_duration() -> None:
+    """A rule's own max_call_duration_s is the decision's max_duration_s."""
+    decided = decide(parse_policy(DURATIONS), dialled("+1555"), now=NOW, live={})
+    assert (decided.action, decided.max_duration_s) == ("accept", 600.0)
+
+
+def test_an_accept_without_its_own_takes_the_policys_max_call_duration() -> None:
+    """A rule without one, and the default outcome, use the policy-wide max_call_duration_s."""
+    policy = parse_policy(DURATIONS)
+    assert decide(policy, dialled("+1666"), now=NOW, live={}).max_duration_s == 7200.0
+    assert decide(policy, dialled("+1999"), now=NOW, live={}).max_duration_s == 7200.0
+
+
+def test_the_max_call_duration_is_four_hours_unless_given() -> None:
+    """A policy that names no max_call_duration_s lets accepted calls last 4 h."""
+    assert decide(parse_policy(CAPPED), dialled("+1555"), now=NOW, live={}).max_duration_s == 14400.0
+
+
+def test_only_accepts_carry_a_max_duration() -> None:
+    """Rejects, refers and a full rule's when_full have no max_duration_s, and their events omit it."""
+    policy = parse_policy(DURATIONS)
+    for decided in (
+        decide(policy, dialled("+1777"), now=NOW, live={}),
+        decide(policy, dialled("+1555"), now=NOW, live={"short": 1}),
+    ):
+        assert decided.max_duration_s is None
+        assert "max_duration_s" not in msgspec.to_builtins(decided)
+
+
+def test_capacity_max_ages_gives_each_capped_rules_max_call_duration() -> None:
+    """Capacity counts a capped rule's calls for their rule's maximum duration."""
+    assert capacity_max_ages(parse_policy(DURATIONS)) == {"short": 600.0, "long": 7200.0}
+
+
+def test_a_decision_recorded_before_max_durations_existed_still_reads() -> None:
+    """An old accepted decision without max_duration_s converts, with None for it."""
+    old = msgspec.convert({"action": "accept", "rule": "r", "reason": "x", "agent": "a"}, Decided)
+    assert old.max_duration_s is None
 
 
 def test_decide_needs_an_aware_time() -> None:

@@ -164,6 +164,45 @@ def test_invalid_policies_are_refused_naming_line_rule_and_field(text: str, expe
     assert any(p.startswith(expected) for p in problems(text)), problems(text)
 
 
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            ("version: 1\n", "version: 1\nmax_call_duration_s: 0\n"),
+            "p.yaml:2 max_call_duration_s: must be at least 1 and at most 86400 seconds (24 h), got 0",
+        ),
+        (
+            ("version: 1\n", "version: 1\nmax_call_duration_s: 90000\n"),
+            "p.yaml:2 max_call_duration_s: must be at least 1 and at most 86400 seconds (24 h), got 90000",
+        ),
+        (
+            ("version: 1\n", "version: 1\nmax_call_duration_s: forever\n"),
+            "p.yaml:2 max_call_duration_s: Expected `float`, got `str`",
+        ),
+        (
+            ("accept: {agent: helper}", "accept: {agent: helper}\n    max_call_duration_s: 0.5"),
+            "p.yaml:8 rules[0] (vip): max_call_duration_s: must be at least 1 and at most 86400 seconds",
+        ),
+        (
+            ("reject: {status_code: 403}", "reject: {status_code: 403}\n    max_call_duration_s: 60"),
+            "p.yaml:11 rules[1] (blocked): max_call_duration_s: only an accept rule has calls whose duration",
+        ),
+    ],
+)
+def test_max_call_duration_mistakes_are_refused(change: tuple[str, str], expected: str) -> None:
+    """max_call_duration_s, policy-wide or on a rule, is 1 s to 24 h, and a rule's only on an accept rule."""
+    assert any(p.startswith(expected) for p in problems(POLICY.replace(*change))), problems(POLICY.replace(*change))
+
+
+def test_max_call_durations_from_one_second_to_a_day_are_valid() -> None:
+    """The shortest and longest allowed max_call_duration_s load, on the policy and on a rule."""
+    text = POLICY.replace("version: 1\n", "version: 1\nmax_call_duration_s: 86400\n").replace(
+        "accept: {agent: helper}", "accept: {agent: helper}\n    max_call_duration_s: 1"
+    )
+    policy = parse_policy(text)
+    assert (policy.max_call_duration_s, policy.rules[0].max_call_duration_s) == (86400.0, 1.0)
+
+
 def test_every_problem_is_reported_at_once() -> None:
     """Mistakes in different rules and agents are all listed, in file order, not just the first."""
     text = (

@@ -40,6 +40,9 @@ _hours = st.fixed_dictionaries(
 ).filter(lambda h: h["from"] != h["to"])
 
 
+_durations = st.floats(1.0, 86400.0)
+
+
 @st.composite
 def policies(draw: st.DrawFn) -> Policy:
     rules: list[dict[str, Any]] = []
@@ -59,12 +62,17 @@ def policies(draw: st.DrawFn) -> Policy:
             rule["accept"] = {"agent": "a"}
             if draw(st.booleans()):
                 rule["max_live_calls"] = draw(st.integers(1, 3))
+            if draw(st.booleans()):
+                rule["max_call_duration_s"] = draw(_durations)
         elif action == "reject":
             rule["reject"] = {"status_code": draw(st.sampled_from([403, 480, 486, 603]))}
         else:
             rule["refer"] = {"target_uri": "tel:+14155550123"}
         rules.append(rule)
-    raw = {"version": 1, "agents": {"a": {"instructions": "x"}}, "rules": rules, "default": {"reject": {}}}
+    default = draw(st.sampled_from([{"reject": {}}, {"accept": {"agent": "a"}}]))
+    raw: dict[str, Any] = {"version": 1, "agents": {"a": {"instructions": "x"}}, "rules": rules, "default": default}
+    if draw(st.booleans()):
+        raw["max_call_duration_s"] = draw(_durations)
     return validate(msgspec.convert(raw, Policy))
 
 
@@ -114,3 +122,18 @@ def test_a_full_rule_never_accepts(policy: Policy, call: CallFacts, now: datetim
     assert decided.capacity_full is full
     if full:
         assert decided.action != "accept"
+
+
+@given(policies(), calls, instants, lives)
+def test_every_accept_carries_its_max_duration_and_nothing_else_does(
+    policy: Policy, call: CallFacts, now: datetime, live: dict[str, int]
+) -> None:
+    """An accept's max_duration_s is its rule's max_call_duration_s, else the policy's; other actions have none."""
+    decided = decide(policy, call, now=now, live=live)
+    rule = next((r for r in policy.rules if r.name == decided.rule), None)
+    if decided.action != "accept":
+        assert decided.max_duration_s is None
+    elif rule is not None and rule.max_call_duration_s is not None:
+        assert decided.max_duration_s == rule.max_call_duration_s
+    else:
+        assert decided.max_duration_s == policy.max_call_duration_s

@@ -22,7 +22,9 @@ from switchboard.services.controller.policy import (
     CallFacts,
     Outcome,
     Policy,
+    Rule,
     matching_rule,
+    max_call_duration,
 )
 from switchboard.shared.events import Decided
 
@@ -83,6 +85,7 @@ def _decided(policy: Policy, rule: str, outcome: Outcome, reason: str, *, capaci
             accept=accept_body(agent),
             greeting=agent.greeting,
             tool_timeouts_s=tool_timeouts(agent),
+            max_duration_s=max_call_duration(policy, outcome if isinstance(outcome, Rule) else None),
         )
     if outcome.refer is not None:
         target = outcome.refer.target_uri
@@ -96,7 +99,8 @@ def decide(policy: Policy, call: CallFacts, *, now: datetime, live: Mapping[str,
 
     The first rule whose ``when`` matches decides. If it has ``max_live_calls`` and ``live[rule]`` has
     reached it, its ``when_full`` outcome applies (reject 486 unless given), with ``capacity_full`` set;
-    the decision still names that rule. No rule matches → the default, as rule ``default``.
+    the decision still names that rule. No rule matches → the default, as rule ``default``. An accept
+    carries the call's ``max_duration_s`` (the rule's ``max_call_duration_s``, else the policy's).
     """
     if now.utcoffset() is None:
         raise ValueError("decide needs a timezone-aware `now`")
@@ -123,3 +127,9 @@ def occupies(decided: Decided) -> str | None:
 def capacity_limits(policy: Policy) -> dict[str, int]:
     """Rule name → ``max_live_calls`` for the rules that have one (the only counts `decide` looks at)."""
     return {rule.name: rule.max_live_calls for rule in policy.rules if rule.max_live_calls is not None}
+
+
+def capacity_max_ages(policy: Policy) -> dict[str, float]:
+    """Rule name → the maximum duration of its calls, for the capped rules: how long capacity counts a
+    call admitted to the rule whose end it never sees."""
+    return {rule.name: max_call_duration(policy, rule) for rule in policy.rules if rule.max_live_calls is not None}

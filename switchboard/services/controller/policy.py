@@ -9,7 +9,9 @@ windows (days and hours in an IANA time zone, minus holidays). Its action is exa
 named agent), ``reject`` (a SIP status code) or ``refer`` (a ``tel:``/``sip:`` target). A rule may have a
 capacity, ``max_live_calls``: when that many calls it accepted are live, its ``when_full`` outcome
 applies instead (reject 486 unless given). The capacity check itself lives in the decider, since it needs
-the live counts the controller keeps.
+the live counts the controller keeps. Every accepted call has a maximum duration (``max_call_duration_s``:
+the rule's, else the policy's, 4 h by default): the session worker hangs up a call that reaches it, and
+capacity stops counting a call whose end was never recorded once it has run out.
 
 `parse_policy` reports every problem it can find at once, each naming the file, line, rule and field::
 
@@ -227,6 +229,14 @@ class Rule(Outcome, frozen=True, forbid_unknown_fields=True):
     """At most this many live calls accepted by this rule, counted cluster-wide by the controller."""
     when_full: Outcome | None = None
     """What happens instead when the rule is at capacity (reject or refer; default reject 486)."""
+    max_call_duration_s: float | None = None
+    """The longest a call this rule accepts may last (seconds); unset: the policy's ``max_call_duration_s``."""
+
+
+DEFAULT_MAX_CALL_DURATION_S = 4 * 3600.0
+"""How long an accepted call may last when neither its rule nor the policy says (4 h)."""
+MAX_CALL_DURATION_RANGE_S = (1.0, 24 * 3600.0)
+"""The values ``max_call_duration_s`` may take: at least a second, at most a day."""
 
 
 class Policy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -234,6 +244,17 @@ class Policy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     agents: dict[str, Agent]
     default: Outcome
     rules: list[Rule] = []
+    max_call_duration_s: float = DEFAULT_MAX_CALL_DURATION_S
+    """The longest an accepted call may last (seconds), for the default outcome and every rule without
+    its own: the session worker hangs up a call that reaches it (end reason ``max_duration``), and a call
+    whose end is never recorded stops counting against its rule's capacity soon after."""
+
+
+def max_call_duration(policy: Policy, rule: Rule | None) -> float:
+    """The maximum duration (seconds) of a call accepted by `rule` (None: the default outcome)."""
+    if rule is not None and rule.max_call_duration_s is not None:
+        return rule.max_call_duration_s
+    return policy.max_call_duration_s
 
 
 # --- the facts a decision is made from ---------------------------------------------------------------
@@ -473,10 +494,20 @@ def _check_when(out: _Problems, at: _Path, when: When) -> None:
         _check_hours(out, (*at, "hours") if isinstance(when.hours, Hours) else (*at, "hours", i), window)
 
 
+def _check_duration(out: _Problems, at: _Path, seconds: float) -> None:
+    low, high = MAX_CALL_DURATION_RANGE_S
+    if not low <= seconds <= high:  # also refuses NaN
+        out.add(at, f"must be at least {low:g} and at most {high:g} seconds (24 h), got {seconds:g}")
+
+
 def _check_rule(out: _Problems, at: _Path, rule: Rule, agents: Iterable[str]) -> None:
     agents = list(agents)
     _check_outcome(out, at, rule, agents)
     _check_when(out, (*at, "when"), rule.when)
+    if rule.max_call_duration_s is not None:
+        _check_duration(out, (*at, "max_call_duration_s"), rule.max_call_duration_s)
+        if rule.accept is None:
+            out.add((*at, "max_call_duration_s"), "only an accept rule has calls whose duration to limit")
     if rule.max_live_calls is not None:
         if rule.max_live_calls < 1:
             out.add((*at, "max_live_calls"), "must be at least 1")
@@ -515,11 +546,14 @@ def _check_parts(
     agent_names: Iterable[str],
     rules: Iterable[tuple[int, Rule]],
     default: Outcome | None,
+    max_call_duration_s: float | None = None,
 ) -> None:
     """Check what converted; `agent_names` also holds agents that failed to convert (not "unknown")."""
     names = sorted(agent_names)
     if version is not None and version != 1:
         out.add(("version",), f"only version 1 is known, got {version}")
+    if max_call_duration_s is not None:
+        _check_duration(out, ("max_call_duration_s",), max_call_duration_s)
     for name, agent in agents.items():
         _check_agent(out, ("agents", name), agent)
     seen: set[str] = set()
@@ -566,7 +600,9 @@ def validate(policy: Policy, source: str = "<policy>") -> Policy:
     """`policy` itself, or PolicyError naming every rule and field that is wrong (without line numbers)."""
     problems = _Problems()
     rules = list(enumerate(policy.rules))
-    _check_parts(problems, policy.version, policy.agents, policy.agents, rules, policy.default)
+    _check_parts(
+        problems, policy.version, policy.agents, policy.agents, rules, policy.default, policy.max_call_duration_s
+    )
     if problems.items:
         raise PolicyError(source, _render(source, None, msgspec.to_builtins(policy), problems))
     return policy
@@ -696,7 +732,7 @@ def _read_yaml(text: str, out: _Problems) -> tuple[yaml.Node | None, Any]:
 
 def _convert_all(raw: dict[str, Any], out: _Problems) -> Policy | None:
     """Convert each agent and rule on its own, so one mistake does not hide the next."""
-    known_top = {"version", "agents", "rules", "default"}
+    known_top = {"version", "agents", "rules", "default", "max_call_duration_s"}
     for key in raw:
         if key not in known_top:
             out.add((str(key),), f"unknown top-level key (known: {', '.join(sorted(known_top))})")
@@ -704,6 +740,9 @@ def _convert_all(raw: dict[str, Any], out: _Problems) -> Policy | None:
         if key not in raw:
             out.add((), f"missing required key {key!r}")
     version = _convert(out, ("version",), raw.get("version", 1), int)
+    duration = _convert(
+        out, ("max_call_duration_s",), raw.get("max_call_duration_s", DEFAULT_MAX_CALL_DURATION_S), float
+    )
     agents_raw = raw.get("agents", {})
     agents: dict[str, Agent] = {}
     broken_agents: set[str] = set()
@@ -726,10 +765,11 @@ def _convert_all(raw: dict[str, Any], out: _Problems) -> Policy | None:
         if rule is not None:
             rules.append((i, rule))
     default = _convert(out, ("default",), raw["default"], Outcome) if "default" in raw else None
-    _check_parts(out, version, agents, {*agents, *broken_agents}, rules, default)
-    if out.items or version is None or default is None:
+    _check_parts(out, version, agents, {*agents, *broken_agents}, rules, default, duration)
+    if out.items or version is None or default is None or duration is None:
         return None
-    return Policy(version=version, agents=agents, default=default, rules=[rule for _, rule in rules])
+    rules_ok = [rule for _, rule in rules]
+    return Policy(version=version, agents=agents, default=default, rules=rules_ok, max_call_duration_s=duration)
 
 
 def parse_policy(text: str, source: str = "<policy>") -> Policy:
@@ -768,4 +808,3 @@ def load_policy(path: str | Path | None) -> Policy:
     except (OSError, UnicodeDecodeError) as exc:
         raise PolicyError(str(p), [f"{p} policy: cannot read: {getattr(exc, 'strerror', None) or exc}"]) from None
     return parse_policy(text, str(p))
-

@@ -14,11 +14,19 @@ seconds for OpenAI keeps its calls. A resumed accept whose first attempt did rea
 still claims and greets the call.
 
 Capacity is counted cluster-wide (`capacity.Capacity`): a call is admitted to a capped rule before its
-decision is stored, and released when its ``ended`` event arrives (a second durable consumer).
+decision is stored, and released when its ``ended`` event arrives (a second durable consumer,
+``controller-ended``), or, if no end is ever recorded, once its maximum duration (and a grace) has run
+out. Every accepted call carries that maximum duration (``max_duration_s`` in ``decided`` and
+``accepted``); the session worker hangs up a call that reaches it.
 
 The controller also serves ``cmd.<id>.hangup`` and ``cmd.<id>.refer`` (one replica answers each, via a
-queue group), records them as ``command.<verb>``, and watches each refer: a call still not ended
-``SWITCHBOARD_REFER_TIMEOUT_S`` after OpenAI's 200 gets ``refer.suspected_failed``.
+queue group) and records them as ``command.<verb>``. Every refer OpenAI answered 200 (``referred``, from a
+refer decision or a refer command) is watched through a third durable consumer, ``controller-refers``:
+its message is handed back with a delay until ``SWITCHBOARD_REFER_TIMEOUT_S`` after the ``referred``
+event, then a call still not ended gets ``refer.suspected_failed``. The watch lives in JetStream, not in
+a replica: whichever replica holds the message when it is due finishes it, so a controller that stops or
+dies mid-watch loses nothing, and the flag is recorded once (a message id per ``referred`` event, and no
+second flag for a refer already flagged).
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import msgspec
@@ -35,7 +43,7 @@ from nats.aio.subscription import Subscription
 
 from switchboard.services.controller.capacity import BUCKET as CAPACITY_BUCKET
 from switchboard.services.controller.capacity import Capacity
-from switchboard.services.controller.decider import capacity_limits, decide, occupies
+from switchboard.services.controller.decider import capacity_limits, capacity_max_ages, decide, occupies
 from switchboard.services.controller.policy import Policy, facts_from_incoming
 from switchboard.services.controller.policy_source import PolicySource
 from switchboard.shared import events
@@ -51,6 +59,12 @@ log = get_logger(__name__)
 
 CONSUMER = "controller"
 ENDED_CONSUMER = "controller-ended"
+REFERS_CONSUMER = "controller-refers"
+REFER_ACK_WAIT_S = 5.0
+"""Ack wait of a refer watch being checked (a check is two reads and maybe one write)."""
+REFER_MAX_DELIVER = 50
+"""Deliveries of one refer watch: about two normally (before and at its due time); the rest are retries
+with backoff up to 30 s while the bus is unavailable (over 20 minutes of them)."""
 DECISION_ACK_WAIT_S = 3.0
 """Ack wait of an incoming call: a dead replica's calls go to another one within about this long."""
 DECISION_HEARTBEAT_S = 1.0
@@ -89,7 +103,6 @@ class Controller:
         self._concurrency = concurrency
         self._refer_timeout_s = settings.refer_timeout_s
         self._stop = asyncio.Event()
-        self._watchers: set[asyncio.Task[None]] = set()
         self._capacity: Capacity | None = None
         self.ready = False
         self.telemetry = _Telemetry()
@@ -123,6 +136,12 @@ class Controller:
                 CONSUMER, f"{events.SUBJECT_ROOT}.*.incoming", ack_wait_s=DECISION_ACK_WAIT_S, max_deliver=20
             )
             ended = await bus.work_queue(ENDED_CONSUMER, f"{events.SUBJECT_ROOT}.*.ended", ack_wait_s=30.0)
+            refers = await bus.work_queue(
+                REFERS_CONSUMER,
+                f"{events.SUBJECT_ROOT}.*.referred",
+                ack_wait_s=REFER_ACK_WAIT_S,
+                max_deliver=REFER_MAX_DELIVER,
+            )
             for verb in ("hangup", "refer"):
                 subscriptions.append(await bus.serve(f"cmd.*.{verb}", self._on_command, queue=CONSUMER))
             if self._health is not None:
@@ -132,14 +151,13 @@ class Controller:
             await asyncio.gather(
                 incoming.run(self.handle, self._stop, concurrency=self._concurrency, heartbeat_s=DECISION_HEARTBEAT_S),
                 ended.run(self._release, self._stop, concurrency=8),
+                refers.run(self._watch_refer, self._stop, concurrency=16, heartbeat_s=DECISION_HEARTBEAT_S),
             )
         finally:
             self.ready = False
             for sub in subscriptions:
                 with contextlib.suppress(Exception):
                     await sub.unsubscribe()
-            for task in list(self._watchers):
-                task.cancel()
             if self._health is not None:
                 await self._health.stop()
             if self._source is not None:
@@ -158,12 +176,16 @@ class Controller:
         """Decide under the policy in force, admitting the call to its rule's capacity when it has one."""
         assert self._capacity is not None
         policy = self.policy  # one version for the whole decision
-        limits = capacity_limits(policy)
+        limits, max_ages = capacity_limits(policy), capacity_max_ages(policy)
         facts = facts_from_incoming(call_id, sip_headers)
-        live = await self._capacity.live(list(limits)) if limits else {}
+        live = await self._capacity.live(max_ages) if limits else {}
         decision = decide(policy, facts, now=received, live=live)
         rule = occupies(decision)
-        if rule is not None and rule in limits and not await self._capacity.admit(rule, call_id, limits[rule]):
+        if (
+            rule is not None
+            and rule in limits
+            and not await self._capacity.admit(rule, call_id, limits[rule], max_ages[rule])
+        ):
             # Another replica took the last slot between our read and our admission.
             decision = decide(policy, facts, now=received, live={**live, rule: limits[rule]})
         return decision
@@ -225,7 +247,7 @@ class Controller:
         assert self._capacity is not None
         rule = occupies(ours)
         if rule is not None and (stored is None or occupies(stored) != rule):
-            await self._capacity.release(rule, call_id)
+            await self._capacity.release(rule, call_id, self._max_age(rule))
 
     async def _release(self, delivery: Delivery) -> Outcome:
         """A call ended: count it back off its rule's capacity."""
@@ -235,12 +257,17 @@ class Controller:
             stored = await self._stored_decision(call_id)
             rule = None if stored is None else occupies(stored)
             if rule is not None:
-                await self._capacity.release(rule, call_id)
+                await self._capacity.release(rule, call_id, self._max_age(rule))
         except BusUnavailable:
             return Retry(delay_s=1.0, reason="bus unavailable")
         except msgspec.ValidationError as exc:
             return Drop(reason=str(exc))
         return Ack()
+
+    def _max_age(self, rule: str) -> float:
+        """How long capacity counts a call of `rule` (its maximum duration under the policy in force)."""
+        policy = self.policy
+        return capacity_max_ages(policy).get(rule, policy.max_call_duration_s)
 
     def _request(self, call_id: str, decision: events.Decided) -> Any:
         """The REST call that carries out `decision`."""
@@ -313,6 +340,7 @@ class Controller:
             status_code=decision.status_code,
             target_uri=decision.target_uri,
             confirmed_by=confirmed_by,
+            max_duration_s=decision.max_duration_s,
         )
 
     # --- commands: hangup and refer ------------------------------------------------------------------
@@ -335,8 +363,6 @@ class Controller:
                 error = "refer needs a target_uri starting with tel: or sip:"
             else:
                 error = await self._command_rest(call_id, "referred", self._calls.refer(call_id, target), target)
-                if error is None:
-                    self._watch_refer(call_id, target)
         else:
             error = await self._command_rest(call_id, "hungup", self._calls.hangup(call_id))
         record = events.CommandRecord(verb=verb, command=command, ok=error is None, error=error, served_by=CONSUMER)
@@ -360,19 +386,44 @@ class Controller:
             await self._bus.record(call_id, kind, answer, msg_id=f"{call_id}:{kind}:{uuid.uuid4().hex}")
         return None
 
-    def _watch_refer(self, call_id: str, target_uri: str) -> None:
-        task = asyncio.create_task(self._refer_outcome(call_id, target_uri))
-        self._watchers.add(task)
-        task.add_done_callback(self._watchers.discard)
-
-    async def _refer_outcome(self, call_id: str, target_uri: str) -> None:
-        """OpenAI's 200 to a refer says nothing of the transfer: a call that does not end is suspect."""
+    async def _watch_refer(self, delivery: Delivery) -> Outcome:
+        """OpenAI's 200 to a refer (``referred``) says nothing of the transfer: a call that has not ended
+        `SWITCHBOARD_REFER_TIMEOUT_S` after it is suspect. Until then the watch is handed back to JetStream
+        with a delay (whichever replica holds it when it is due finishes it); a call that ends meanwhile
+        is dropped from the watch at its next check."""
         assert self._bus is not None
-        await asyncio.sleep(self._refer_timeout_s)
-        with contextlib.suppress(BusUnavailable):
-            if await self._bus.last_event(call_id, "ended") is None:
-                await self._bus.record(
-                    call_id, "refer.suspected_failed",
-                    {"target_uri": target_uri, "waited_s": self._refer_timeout_s},
-                )  # fmt: skip
-                log.warning("refer_suspected_failed", call_id=call_id, target_uri=target_uri)
+        bus = self._bus
+        try:
+            event = delivery.event()
+            referred = events.payload(event, events.UpstreamOutcome)
+            referred_at = _timestamp(event.time)
+        except (msgspec.ValidationError, msgspec.DecodeError, AttributeError, ValueError) as exc:
+            log.error("referred_unreadable", subject=delivery.subject, error=str(exc))
+            return Drop(reason=str(exc))
+        call_id = event.call_id
+        try:
+            if await bus.last_event(call_id, "ended") is not None:
+                return Ack()  # transferred, or over some other way: nothing to flag
+            wait_s = referred_at + self._refer_timeout_s - time.time()
+            if wait_s > 0:
+                return Retry(delay_s=wait_s, reason="refer watch not due")
+            flagged = await bus.last_event(call_id, "refer.suspected_failed")
+            if flagged is not None and _timestamp(flagged.time) >= referred_at:
+                return Ack()  # this refer (or a later one) is flagged already
+            waited_s = round(time.time() - referred_at, 3)
+            await bus.record(
+                call_id, "refer.suspected_failed",
+                {"target_uri": referred.target_uri, "waited_s": waited_s},
+                msg_id=f"{call_id}:refer_suspected:{event.id}",
+            )  # fmt: skip
+        except BusUnavailable as exc:
+            log.warning("refer_watch_postponed", call_id=call_id, error=str(exc))
+            return Retry(delay_s=min(2.0**delivery.attempt, 30.0), reason="bus unavailable")
+        log.warning("refer_suspected_failed", call_id=call_id, target_uri=referred.target_uri, waited_s=waited_s)
+        return Ack()
+
+
+def _timestamp(rfc3339: str) -> float:
+    """An event's ``time`` as Unix seconds (a time without an offset is UTC)."""
+    when = datetime.fromisoformat(rfc3339)
+    return (when if when.utcoffset() is not None else when.replace(tzinfo=UTC)).timestamp()

@@ -60,6 +60,7 @@ class CallSession:
         calls: CallsClient,
         metrics: SessionMetrics | None = None,
         publisher: Publisher | None = None,
+        accepted_at: float | None = None,
     ) -> None:
         self.bus = bus
         self.call_id = call_id
@@ -68,6 +69,7 @@ class CallSession:
         self.worker = worker
         self.accepted = accepted
         self._greet = greet
+        self._accepted_at = time.time() if accepted_at is None else accepted_at  # epoch seconds
         self._open_sideband = open_sideband
         self._calls = calls
         # Function calls a previous holder started and never answered: finished once attached.
@@ -99,6 +101,8 @@ class CallSession:
         await self._serve_commands()
         if self._own_publisher is not None:
             self._own_publisher.start()
+        if self.accepted.max_duration_s is not None:
+            self._spawn(self._end_at_max_duration(self.accepted.max_duration_s))
         try:
             reason = await self._relay()
             await self._relay_out.flush()
@@ -292,6 +296,12 @@ class CallSession:
             return turns.output_text({"error": f"the transfer failed: {exc}"})
         self._ending_reason = "referred"
         return turns.output_text({"output": {"ok": True, "transferred_to": target}})
+
+    async def _end_at_max_duration(self, max_duration_s: float) -> None:
+        """Hang up a call that reaches its rule's maximum duration (which also frees its capacity slot)."""
+        await asyncio.sleep(max(0.0, self._accepted_at + max_duration_s - time.time()))
+        self.log.warning("max_duration_reached", max_duration_s=max_duration_s)
+        await self._hang_up("max_duration")
 
     async def _hang_up(self, reason: str) -> None:
         try:

@@ -41,7 +41,14 @@ class Lease:
     """This worker's hold on one call: its fencing token, and the proof that it still holds it."""
 
     def __init__(
-        self, leases: Leases, call_id: str, record: LeaseRecord, revision: int, on_lost: Callable[[], None]
+        self,
+        leases: Leases,
+        call_id: str,
+        record: LeaseRecord,
+        revision: int,
+        on_lost: Callable[[], None],
+        *,
+        since: float,
     ) -> None:
         self._leases = leases
         self.call_id = call_id
@@ -50,7 +57,7 @@ class Lease:
         self.lost = False
         self._on_lost = on_lost
         self._lock = asyncio.Lock()  # one change at a time: each writes on the revision the last one made
-        self._confirm(asyncio.get_running_loop().time())
+        self._confirm(since)  # the delivery that brought the claim is ours for a lease from about then
 
     @property
     def token(self) -> int:
@@ -138,10 +145,11 @@ class Leases:
     async def claim(self, call_id: str, on_lost: Callable[[], None]) -> tuple[Lease | None, ClaimPlan]:
         """Claim `call_id`: (the lease, the plan), or (None, plan) when the call ended (`plan.skip`) or
         another worker claimed it at the same moment (`plan.skip` false: leave the delivery alone)."""
+        since = asyncio.get_running_loop().time()
         first = first_claim(self.worker)
         try:
             revision = await _kv(self.kv.create(call_id, _encode(first)), call_id)
-            return Lease(self, call_id, first, revision, on_lost), ClaimPlan(record=first)
+            return Lease(self, call_id, first, revision, on_lost, since=since), ClaimPlan(record=first)
         except KeyWrongLastSequenceError:
             pass  # held before: take it over from what is stored
         try:
@@ -155,4 +163,4 @@ class Leases:
             revision = await _kv(self.kv.update(call_id, _encode(plan.record), last=entry.revision), call_id)
         except KeyWrongLastSequenceError:
             return None, plan  # another worker's claim landed first: it holds the call
-        return Lease(self, call_id, plan.record, revision, on_lost), plan
+        return Lease(self, call_id, plan.record, revision, on_lost, since=since), plan

@@ -268,6 +268,7 @@ class SessionWorker:
                 calls=self._calls,
                 metrics=self.telemetry,
                 publisher=self._publisher,
+                accepted_at=_epoch_seconds(accepted_event.time),
             )
             self.live[call_id] = session
             reason = await session.run()
@@ -378,6 +379,13 @@ async def _commanded_reason(bus: Bus, call_id: str) -> str | None:
         if event is not None and isinstance(event.data, dict) and event.data.get("ok"):
             return reason
     return None
+
+
+def _epoch_seconds(timestamp: str) -> float | None:
+    try:
+        return datetime.fromisoformat(timestamp).timestamp()
+    except ValueError:
+        return None
 
 
 def _seconds_since(timestamp: str) -> float:
