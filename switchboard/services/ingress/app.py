@@ -191,16 +191,7 @@ class Ingress:
         event = webhook.event
         event["webhook_id"] = webhook_id
         event["received_at"] = received_at
-        envelope = events.CloudEvent(
-            id=webhook_id,
-            source=bus.source,
-            type=events.event_type(webhook.kind),
-            subject=webhook.call_id,
-            time=received_at,
-            data=event,
-            specversion=events.SPEC_VERSION,
-            datacontenttype="application/json",
-        )
+        envelope = bus.event(webhook.call_id, webhook.kind, event, event_id=webhook_id)  # the one way to make one
         started = time.perf_counter()
         try:
             # The outer deadline also bounds what nats-py does before its own request timeout starts.
