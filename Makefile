@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.bench-installed
 
-.PHONY: demo test lint typecheck up clean bench
+.PHONY: demo test lint typecheck up clean bench faults
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,15 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench.failover
 	if [ -f bench/replay.py ]; then $(BIN)/python bench/replay.py; fi
 	$(BIN)/python -m bench.report
+
+# The fault-injection suite (tests/faults), long variants included: processes, NATS and OpenAI failing on
+# purpose; one row per scenario in $(FAULTS_REPORT), printed as a table at the end (about 3 minutes on 2 cores).
+FAULTS_REPORT ?= build/faults.jsonl
+faults: $(STAMP)
+	mkdir -p $(dir $(FAULTS_REPORT))
+	rm -f $(FAULTS_REPORT)
+	SWITCHBOARD_FAULTS_REPORT=$(FAULTS_REPORT) $(BIN)/pytest tests/faults -m '' -p no:cacheprovider; \
+	status=$$?; SWITCHBOARD_FAULTS_REPORT=$(FAULTS_REPORT) $(BIN)/python -m tests.faults.table; exit $$status
 
 clean:
 	rm -rf $(VENV) .switchboard build *.egg-info
