@@ -9,6 +9,7 @@ from switchboard.services.session.lease import (
     InFlightTool,
     LeaseRecord,
     first_claim,
+    lease_ran_out,
     plan_claim,
     still_fresh,
     superseded,
@@ -67,3 +68,9 @@ def test_a_lease_is_fresh_only_within_most_of_the_lease_after_a_landed_beat() ->
 def test_a_reconnect_voids_the_proof_of_the_heartbeats() -> None:
     """After the connection dropped, a restarted server may have handed the call on: not fresh."""
     assert not still_fresh(now=100.1, confirmed_at=100.0, lease_s=1.5, epoch=0, current_epoch=1)
+
+
+def test_a_lease_runs_out_a_whole_lease_after_its_last_landed_beat() -> None:
+    """No beat for the ack wait: the server hands the call on, so the holder must stop."""
+    assert not lease_ran_out(now=101.4, renewed_at=100.0, lease_s=1.5)
+    assert lease_ran_out(now=101.5, renewed_at=100.0, lease_s=1.5)

@@ -55,6 +55,8 @@ POLICY_EVENTS = "_policy"
 
 _BUCKET_HISTORY = 16  # earlier versions stay readable in the bucket, for audit and rollback
 _KV_TIMEOUT_S = 5.0
+_KV_START_ATTEMPTS = 6
+
 _RECORD_TIMEOUT_S = 2.0
 
 
@@ -183,10 +185,26 @@ class PolicySource:
             self._tasks.append(asyncio.create_task(self._poll_file(), name="policy-file"))
         if self._watch_kv:
             try:
-                await self._start_kv()
+                await self._start_kv_with_retries()
             except BaseException:
                 await self.stop()  # start failed: leave no watcher task behind
                 raise
+
+    async def _start_kv_with_retries(self, attempts: int = _KV_START_ATTEMPTS) -> None:
+        """`_start_kv`, tried again with backoff while the bucket is not answering yet (a cluster that is
+        still electing the new bucket's leader, or replicas racing to create it)."""
+        delay = 0.5
+        for attempt in range(1, attempts + 1):
+            try:
+                await self._start_kv()
+                return
+            except (BusUnavailable, nats.errors.Error) as exc:
+                if attempt == attempts:
+                    raise
+                if attempt == 1:
+                    log.warning("policy_bucket_not_ready", error=str(exc) or type(exc).__name__)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 4.0)
 
     async def stop(self) -> None:
         """Stop watching; `current` stays readable. Idempotent."""

@@ -18,7 +18,14 @@ import nats.errors
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
-from switchboard.services.session.lease import ClaimPlan, LeaseRecord, first_claim, plan_claim, still_fresh
+from switchboard.services.session.lease import (
+    ClaimPlan,
+    LeaseRecord,
+    first_claim,
+    lease_ran_out,
+    plan_claim,
+    still_fresh,
+)
 from switchboard.shared.bus import Bus
 from switchboard.shared.errors import BusUnavailable, LeaseLost
 
@@ -57,7 +64,8 @@ class Lease:
         self.lost = False
         self._on_lost = on_lost
         self._lock = asyncio.Lock()  # one change at a time: each writes on the revision the last one made
-        self._confirm(since)  # the delivery that brought the claim is ours for a lease from about then
+        self._renewed_at = since  # the delivery that brought the claim is ours for a lease from about then
+        self._confirm(since)
 
     @property
     def token(self) -> int:
@@ -67,9 +75,17 @@ class Lease:
         self._confirmed_at = at
         self._epoch = self._leases.bus.disconnects
 
+    def expired(self, now: float) -> bool:
+        """No heartbeat reached the server for a whole lease: it has handed (or will hand) the call on."""
+        return lease_ran_out(now=now, renewed_at=self._renewed_at, lease_s=self._leases.lease_s)
+
+    def redelivered(self, now: float) -> None:
+        """The call's message came back to this worker: a new delivery, renewed from now."""
+        self._renewed_at = now
+
     def fresh(self, now: float) -> bool:
         """Certainly still ours at `now` without reading the record (see `lease.still_fresh`)."""
-        return not self.lost and still_fresh(
+        return not self.lost and not self.expired(now) and still_fresh(
             now=now,
             confirmed_at=self._confirmed_at,
             lease_s=self._leases.lease_s,
@@ -78,9 +94,12 @@ class Lease:
         )
 
     def beat_landed(self, sent_at: float) -> None:
-        """A heartbeat sent at `sent_at` reached the server: extend the proof, if it had not lapsed."""
+        """A heartbeat sent at `sent_at` reached the server: renew the delivery and extend the proof, each
+        only if it had not lapsed by then."""
         if self.fresh(sent_at):
             self._confirmed_at = sent_at
+        if not self.expired(sent_at):
+            self._renewed_at = sent_at
 
     def lose(self) -> None:
         """Another worker holds the call: stop (once)."""
@@ -91,6 +110,9 @@ class Lease:
     async def verify(self) -> None:
         """Read the record: `LeaseLost` if another claim is stored; else the lease is proven ours now."""
         now = asyncio.get_running_loop().time()
+        if self.expired(now):  # paused or cut off past the lease: the call is someone else's to claim
+            self.lose()
+            raise LeaseLost(f"the lease of {self.call_id} ran out")
         try:
             entry = await _kv(self._leases.kv.get(self.call_id), self.call_id)
         except KeyNotFoundError:

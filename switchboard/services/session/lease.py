@@ -12,8 +12,10 @@ Two things make a lease:
   compare-and-set on the record's revision, so a worker that lost the call cannot make one.
 
 Between those writes a holder knows the call is still its own without asking while its heartbeats land
-(`fresh`); after a gap (paused, cut off, reconnected) it must read the record again before it sends
-anything to OpenAI, runs a tool, serves a command or records an event.
+(`still_fresh`); after a gap (paused, cut off, reconnected) it must read the record again before it sends
+anything to OpenAI, runs a tool, serves a command or records an event — and when no heartbeat reached
+the server for a whole lease (`lease_ran_out`), the server hands the call on, so the holder stops at
+once instead: the next claim (perhaps its own) re-attaches.
 """
 
 from __future__ import annotations
@@ -95,3 +97,10 @@ def still_fresh(*, now: float, confirmed_at: float, lease_s: float, epoch: int, 
     disconnects, differs): a restarted server may have forgotten our beats and handed the call on.
     """
     return epoch == current_epoch and now - confirmed_at < lease_s * FRESH_FRACTION
+
+
+def lease_ran_out(*, now: float, renewed_at: float, lease_s: float) -> bool:
+    """Whether the server has stopped holding the call's delivery for us: no heartbeat sent since
+    `renewed_at` reached it, and a whole lease has passed. It redelivers then, to whichever worker asks
+    first; until that claim is stored the record still names us, so reading it proves nothing."""
+    return now - renewed_at >= lease_s

@@ -6,7 +6,8 @@ every call, as one pipelined batch (`Bus.send_many`) and waits for that batch's 
 together (`Bus.confirm`) while the next batch is already being written. Batches are written one after
 another on one connection, so each call's events are stored in the order they arrived; every event
 keeps its ``Nats-Msg-Id`` (so a re-attached worker's copies collapse). An event whose acknowledgement
-does not come is published again on its own, and may then land after later events of its call.
+does not come is published again on its own (for up to `_RETRY_FOR_S`, longer than a clustered stream
+takes to elect a new leader), and may then land after later events of its call.
 `Relay.flush` waits until everything its call handed over is stored — the call's ``ended`` is recorded
 only after that.
 
@@ -35,7 +36,10 @@ _BATCH_MAX = 512
 _IN_FLIGHT = 8  # batches written and still waiting for their acknowledgements
 _LINGER_S = 0.002
 """Under load, at most one batch per this long: a few events per write instead of a write per event."""
-_ATTEMPTS = 5
+_RETRY_FOR_S = 20.0
+"""How long a batch whose events were not all stored is published again before the relay gives up: longer
+than a clustered stream takes to elect a new leader (5-7 s measured), so that does not lose events."""
+_RETRY_DELAY_MAX_S = 2.0
 _KINDS: dict[str, str] = {}
 
 
@@ -84,7 +88,7 @@ class Relay:
         self._idle.clear()
         self._publisher.put(self, envelope, msg_id)
 
-    async def flush(self, timeout_s: float = 10.0) -> None:
+    async def flush(self, timeout_s: float = _RETRY_FOR_S + 10.0) -> None:
         """Wait until every event handed over is stored; `BusUnavailable` if one could not be."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._idle.wait(), timeout_s)
@@ -159,16 +163,20 @@ class Publisher:
     async def _confirm(self, batch: list[_Item], sent: SentBatch) -> None:
         failure: BusUnavailable | None = None
         try:
-            for attempt in range(1, _ATTEMPTS + 1):
+            loop = asyncio.get_running_loop()
+            give_up_at = loop.time() + _RETRY_FOR_S
+            delay = 0.2
+            while True:
                 try:
                     await self.bus.confirm(sent)
                     break
                 except BusUnavailable as exc:
-                    if attempt == _ATTEMPTS:
+                    if loop.time() + delay > give_up_at:
                         log.error("relay_failed", events=len(batch), error=str(exc))
                         failure = exc
                         break
-                    await asyncio.sleep(0.2 * 2**attempt)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, _RETRY_DELAY_MAX_S)
         finally:
             self._slots.release()
         now = time.perf_counter()

@@ -49,6 +49,10 @@ _FETCH_WAIT_S = 1.0
 _CLAIM_BATCH_MAX = 8
 _BEATS_PER_TURN = 100  # a thousand beats at once would hold the event loop for ~10 ms
 _VERIFY_AT_ONCE = 32  # lease records read together after a pause or a reconnect
+TAKEOVER_GRACE_S = 0.3
+"""After claiming a call whose record says another worker still holds it, how long to wait before
+attaching: a holder that is alive (its lease ran out in a nats-server restart, not with its process)
+sees the claim and closes its sideband within milliseconds, so the two never hold the call at once."""
 
 
 class SessionWorker:
@@ -176,8 +180,13 @@ class SessionWorker:
                 call_id = events.parse_subject(delivery.subject)[0]
                 if self._stop.is_set():
                     await delivery.nak(0)
-                elif call_id in self._tasks:  # our own call came back (a beat was late): keep holding it
-                    self._held[call_id] = delivery  # beat (and finally ack) this delivery from now on
+                elif call_id in self._tasks:  # our own call came back (a beat was late)
+                    lease = self._leases_held.get(call_id)
+                    if lease is None or lease.lost:  # being let go: claim it afresh once that is done
+                        await delivery.nak(self.lease_s / 2)
+                        continue
+                    self._held[call_id] = delivery  # keep holding: beat (and finally ack) this delivery
+                    lease.redelivered(asyncio.get_running_loop().time())
                     await delivery.in_progress()
                 else:
                     task = asyncio.create_task(self._hold(call_id, delivery), name=f"call-{call_id}")
@@ -257,6 +266,9 @@ class SessionWorker:
                 call_id, "session.claimed", claimed, msg_id=f"{call_id}:claimed:{lease.token}", lease=lease.token
             )
             bound.info("call_claimed")
+            if plan.lost is not None:
+                await asyncio.sleep(TAKEOVER_GRACE_S)
+                await lease.fence()  # the old holder may have claimed it back meanwhile (a race of claims)
             session = CallSession(
                 bus=bus,
                 call_id=call_id,
