@@ -21,7 +21,7 @@ from switchboard.projections.call_record import CallRecord
 from switchboard.projections.call_state import CallState
 from switchboard.projections.transcript import Transcript
 from switchboard.shared import events
-from switchboard.shared.bus import Bus
+from switchboard.shared.bus import ONE_SHOT_CONNECT_S, Bus
 from switchboard.shared.config import Settings
 from switchboard.shared.errors import ConfigError
 from switchboard.shared.schema import LogEvent, from_stored
@@ -79,7 +79,7 @@ async def run(settings: Settings, args: argparse.Namespace) -> int:
 
         await run_until_signalled(Projector(settings))
         return 0
-    bus = await Bus.connect(settings.require_nats_url(), name=args.command, give_up_after_s=10)
+    bus = await Bus.connect(settings.require_nats_url(), name=args.command, give_up_after_s=ONE_SHOT_CONNECT_S)
     try:
         if args.command == "replay":
             return await _replay(bus, settings, args)
@@ -107,7 +107,7 @@ def _line(event: LogEvent, *, as_json: bool, colour: bool) -> str:
 
 async def tail(settings: Settings, args: argparse.Namespace) -> None:
     """`switchboard tail`: follow events live (after `--since` or the whole log first)."""
-    bus = await Bus.connect(settings.require_nats_url(), name="tail", give_up_after_s=10)
+    bus = await Bus.connect(settings.require_nats_url(), name="tail", give_up_after_s=ONE_SHOT_CONNECT_S)
     colour = sys.stdout.isatty()
     try:
         selection = Selection(call=args.call, kinds=tuple(args.kind))

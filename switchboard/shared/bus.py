@@ -50,6 +50,8 @@ log = get_logger(__name__)
 _WRONG_LAST_SEQUENCE = 10071
 _STREAM_NAME_IN_USE = 10058
 _CONNECT_BACKOFF_MAX_S = 5.0
+ONE_SHOT_CONNECT_S = 3.0
+"""How long a one-shot command (`switchboard calls`, `tail`, `policy push`…) tries to reach NATS."""
 _FETCH_BATCH_MAX = 64
 
 
@@ -351,12 +353,13 @@ async def sleep_or_stop(stop: asyncio.Event, delay_s: float) -> None:
 
 
 class _Link:
-    """The connection's history that callbacks update: how many times it dropped."""
+    """The connection's history that callbacks update: whether it ever connected, how often it dropped."""
 
-    __slots__ = ("disconnects",)
+    __slots__ = ("connected_once", "disconnects")
 
     def __init__(self) -> None:
         self.disconnects = 0
+        self.connected_once = False
 
 
 def connected(bus: Bus | None) -> bool:
@@ -390,17 +393,21 @@ class Bus:
         stream: StreamSettings | None = None,
         give_up_after_s: float | None = None,
     ) -> Bus:
-        """Connect, retrying with backoff until connected (or `give_up_after_s`); reconnect forever after."""
+        """Connect, retrying with backoff until connected (or `give_up_after_s`); reconnect forever after.
+
+        Until the first connection only one line is logged, by a service (one warning that it keeps
+        trying); a one-shot caller (`give_up_after_s`) logs nothing and gets one `BusUnavailable` naming
+        the URL, to print as its one line."""
         delay = 0.1
         loop = asyncio.get_running_loop()
         closing = asyncio.Event()  # set by close(): our own disconnect is not worth a warning
+        link = _Link()
         connected = asyncio.Event()
         started = loop.time()
 
         async def on_error(exc: Exception) -> None:
-            log.warning("nats_error", error=str(exc) or type(exc).__name__)
-
-        link = _Link()
+            if link.connected_once:  # before that, the connect loop below says what is wrong, once
+                log.warning("nats_error", error=str(exc) or type(exc).__name__)
 
         async def on_disconnected() -> None:
             connected.clear()
@@ -430,6 +437,7 @@ class Bus:
                     reconnected_cb=on_reconnected,
                 )
                 nc.options["max_reconnect_attempts"] = -1  # never give up on a cluster we have reached
+                link.connected_once = True
                 bus = cls(nc, source=source or f"switchboard/{name}", stream=stream or StreamSettings())
                 bus._closing = closing
                 bus._reconnected = connected
@@ -438,9 +446,11 @@ class Bus:
                 bus.credentials = credentials
                 return bus
             except (OSError, TimeoutError, nats.errors.Error) as exc:
-                if give_up_after_s is not None and loop.time() - started > give_up_after_s:
-                    raise BusUnavailable(f"could not connect to NATS at {','.join(servers)}: {exc}") from exc
-                log.warning("nats_connect_failed", error=str(exc) or type(exc).__name__, retry_in_s=delay)
+                if give_up_after_s is not None:
+                    if loop.time() - started + delay > give_up_after_s:
+                        raise BusUnavailable(f"could not connect to NATS at {','.join(servers)}: {exc}") from exc
+                elif delay == 0.1:  # the first failure; the rest are the same until it connects
+                    log.warning("nats_connect_failed", url=",".join(servers), error=str(exc) or type(exc).__name__)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _CONNECT_BACKOFF_MAX_S)
 

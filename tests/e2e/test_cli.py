@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,7 +18,7 @@ from switchboard.shared.bus import Bus
 from switchboard.shared.events import SessionLease
 from switchboard.shared.natsserver import NatsServer, free_port
 from tests.e2e.conftest import call_events
-from tests.processes import Proc, spawn
+from tests.processes import CLI, Proc, spawn
 
 
 @pytest.fixture
@@ -141,3 +144,18 @@ async def test_up_stays_up_serves_calls_and_stops_cleanly(tmp_path: Path, procs:
     procs.append(replayed)
     await replayed.wait_for_line("call ended (caller_hangup)")
     assert await up.stop(30) == 0
+
+
+async def test_a_one_shot_command_without_nats_fails_fast_in_one_line_naming_the_url() -> None:
+    """`switchboard calls` with NATS unreachable exits 1 within a few seconds, with one line and the URL."""
+    url = f"nats://127.0.0.1:{free_port()}"
+    proc = await asyncio.create_subprocess_exec(
+        *CLI, "calls", env={**os.environ, "NATS_URL": url}, stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    started = time.monotonic()
+    out, err = await asyncio.wait_for(proc.communicate(), 15)
+    assert proc.returncode == 1
+    assert time.monotonic() - started < 6
+    lines = (out + err).decode().splitlines()
+    assert lines == [f"switchboard: could not connect to NATS at {url}: nats: no servers available for connection"]

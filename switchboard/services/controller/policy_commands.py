@@ -24,7 +24,7 @@ from switchboard.services.controller.policy import Policy, PolicyError, load_pol
 from switchboard.services.controller.policy_source import POLICY_BUCKET, POLICY_KEY, push_policy
 from switchboard.services.controller.whatif import KINDS, redecide, render
 from switchboard.shared import events
-from switchboard.shared.bus import Bus
+from switchboard.shared.bus import ONE_SHOT_CONNECT_S, Bus
 from switchboard.shared.config import Settings
 from switchboard.shared.errors import BusUnavailable
 from switchboard.shared.logging import get_logger
@@ -138,7 +138,7 @@ def run(command: str, path: Path, settings: Settings, *, since: timedelta = time
     url = settings.require_nats_url()
 
     async def with_bus() -> None:
-        bus = await Bus.connect(url, name=f"policy-{command}", give_up_after_s=10)
+        bus = await Bus.connect(url, name=f"policy-{command}", give_up_after_s=ONE_SHOT_CONNECT_S)
         try:
             if command == "push":
                 await push(bus, text, name=str(path))
