@@ -1,17 +1,29 @@
-# The README's two commands: `make demo` and `make test`. Both set up .venv on a fresh machine.
+# The README's two commands: `make demo` and `make test`. Both set up .venv on a fresh machine from
+# uv.lock, the workspace's one lock file (the images install from it too). uv itself is bootstrapped
+# with pip into .uv/, so a fresh machine needs only Python.
 PYTHON ?= python3
+UV_VERSION := 0.13.9
+UV := .uv/bin/uv
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-BENCH_STAMP := $(VENV)/.bench-installed
+PROJECTS := pyproject.toml $(wildcard */pyproject.toml services/*/pyproject.toml)
+export UV_PYTHON := $(PYTHON)
+export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: demo test lint typecheck up clean bench faults
+.PHONY: demo test lint typecheck up clean bench faults lock
 
-$(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+$(UV):
+	$(PYTHON) -m venv .uv
+	.uv/bin/pip install --quiet --disable-pip-version-check 'uv==$(UV_VERSION)'
+
+$(STAMP): $(UV) uv.lock $(PROJECTS)
+	$(UV) sync --frozen --quiet --all-packages
 	touch $(STAMP)
+
+# After changing a dependency in any pyproject.toml: re-resolve uv.lock (commit it with the change).
+lock: $(UV)
+	$(UV) lock
 
 demo: $(STAMP)
 	$(BIN)/switchboard demo
@@ -31,13 +43,9 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-$(BENCH_STAMP): $(STAMP) pyproject.toml
-	$(BIN)/pip install --quiet -e '.[bench]'
-	touch $(BENCH_STAMP)
-
 # Every performance number in the README, measured side by side with the naive approach: tables on
 # stdout, JSON in bench/results/ (about 30 minutes on 2 cores; each script also takes --smoke).
-bench: $(BENCH_STAMP)
+bench: $(STAMP)
 	$(BIN)/python -m bench.intake --profile
 	$(BIN)/python -m bench.relay --profile
 	$(BIN)/python -m bench.failover
@@ -54,4 +62,4 @@ faults: $(STAMP)
 	status=$$?; SWITCHBOARD_FAULTS_REPORT=$(FAULTS_REPORT) $(BIN)/python -m tests.faults.table; exit $$status
 
 clean:
-	rm -rf $(VENV) .switchboard build *.egg-info
+	rm -rf $(VENV) .uv .switchboard build

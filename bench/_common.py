@@ -25,7 +25,7 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram  # type: ignore[import-untyped]
 
-from switchboard.shared.natsserver import find_binary
+from switchboard.cli.natsserver import find_binary
 
 RESULTS_DIR = Path(__file__).parent / "results"
 SEED = 20261124

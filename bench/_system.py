@@ -23,7 +23,7 @@ from typing import Self
 
 import aiohttp
 
-from switchboard.shared.natsserver import find_binary
+from switchboard.cli.natsserver import find_binary
 
 LOOPBACK = "127.0.0.1"
 START_TIMEOUT_S = 60.0

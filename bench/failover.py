@@ -10,7 +10,7 @@ the bus (a core NATS subscription in this process, receive time):
 - the gap in the call's events: the last ``rt.*`` before the kill → that first one after.
 
 A fresh standby worker is started after each repeat, so there are always two. The lease is
-``LEASE_S`` (1.5 s) in switchboard/services/session/worker.py: failover is bounded below by it.
+``LEASE_S`` (1.5 s) in services/session/src/switchboard/session/worker.py: failover is bounded below by it.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from nats.aio.msg import Msg
 from bench._common import SEED, Latency, machine, machine_line, seeded, table, write_results
 from bench._system import Process, System, free_port
 from switchboard.emulator.client import EmulatorClient
-from switchboard.services.session.worker import LEASE_S
+from switchboard.session.worker import LEASE_S
 from switchboard.shared import events
 
 CALLER = "+14155550101"

@@ -27,9 +27,9 @@ from pathlib import Path
 import msgspec
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from switchboard.projections.rebuild import rebuild
+from switchboard.cli.natsserver import NatsServer
 from switchboard.shared.bus import Bus
-from switchboard.shared.natsserver import NatsServer
+from switchboard.shared.projections.rebuild import rebuild
 from switchboard.shared.subscribe import Selection, replay, replay_stored
 
 GOLDEN = Path(__file__).resolve().parent.parent / "tests" / "golden" / "logs" / "spine_v0.jsonl"

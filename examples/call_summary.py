@@ -20,8 +20,8 @@ from typing import Any
 
 import httpx
 
-from switchboard.projections import CALL_RECORDS, TRANSCRIPTS, fold
 from switchboard.shared.bus import Bus
+from switchboard.shared.projections import CALL_RECORDS, TRANSCRIPTS, fold
 from switchboard.shared.subscribe import Durable, LogEvent, Selection, replay
 
 

@@ -7,7 +7,7 @@ from typing import Any
 import yaml
 from kubernetes_validate import utils as kubernetes_validate  # type: ignore[import-untyped]
 
-from switchboard.services.session.worker import CONSUMER
+from switchboard.session.worker import CONSUMER
 from switchboard.shared.events import STREAM
 from tests.deploy.manifests import KUBERNETES_VERSION, NATS_VALUES, Doc, manifests
 

@@ -25,23 +25,23 @@ import nats.errors
 import pytest
 import yaml
 
-from switchboard import logcli
+from switchboard.cli import log as logcli
+from switchboard.cli.local import new_webhook_secret
+from switchboard.cli.natsserver import find_binary, free_port
+from switchboard.controller.policy import load_policy
+from switchboard.controller.service import Controller
 from switchboard.emulator.config import EmulatorConfig
 from switchboard.emulator.server import Emulator
-from switchboard.local import new_webhook_secret
-from switchboard.projections import CALL_RECORDS, CALL_STATE, PROJECTIONS, fold
-from switchboard.projections.projector import Projector
-from switchboard.projections.store import ProjectionStore
-from switchboard.services.controller.policy import load_policy
-from switchboard.services.controller.service import Controller
-from switchboard.services.ingress.app import WEBHOOK_PATH, Ingress
-from switchboard.services.session.worker import SessionWorker
+from switchboard.ingress.app import WEBHOOK_PATH, Ingress
+from switchboard.projector.service import Projector
+from switchboard.session.worker import SessionWorker
 from switchboard.shared.bus import Bus
 from switchboard.shared.config import Secret, Settings
 from switchboard.shared.errors import BusUnavailable
 from switchboard.shared.events import CloudEvent
 from switchboard.shared.lifecycle import Service
-from switchboard.shared.natsserver import find_binary, free_port
+from switchboard.shared.projections import CALL_RECORDS, CALL_STATE, PROJECTIONS, fold
+from switchboard.shared.projections.store import ProjectionStore
 from switchboard.shared.subscribe import Selection, replay
 from tests.deploy.manifests import BASE, NATS_VALUES
 

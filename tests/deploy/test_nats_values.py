@@ -8,13 +8,13 @@ from typing import Any
 import pytest
 import yaml
 
-from switchboard.projections import PROJECTIONS
-from switchboard.projections.projector import SUBSCRIPTION as PROJECTOR_CONSUMER
-from switchboard.services.controller.service import CONSUMER as CONTROLLER_CONSUMER
-from switchboard.services.controller.service import ENDED_CONSUMER as CONTROLLER_ENDED_CONSUMER
-from switchboard.services.controller.service import REFERS_CONSUMER as CONTROLLER_REFERS_CONSUMER
-from switchboard.services.session.worker import CONSUMER as SESSION_CONSUMER
+from switchboard.controller.service import CONSUMER as CONTROLLER_CONSUMER
+from switchboard.controller.service import ENDED_CONSUMER as CONTROLLER_ENDED_CONSUMER
+from switchboard.controller.service import REFERS_CONSUMER as CONTROLLER_REFERS_CONSUMER
+from switchboard.projector.service import SUBSCRIPTION as PROJECTOR_CONSUMER
+from switchboard.session.worker import CONSUMER as SESSION_CONSUMER
 from switchboard.shared.events import STREAM
+from switchboard.shared.projections import PROJECTIONS
 from tests.deploy.manifests import NATS_DEV_VALUES, NATS_VALUES, SERVICES, manifests
 
 ENV_REFERENCE = re.compile(r"^<< \$([A-Z][A-Z0-9_]*) >>$")

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from switchboard.services.controller.policy import load_policy
-from switchboard.services.ingress.app import WEBHOOK_PATH, Ingress
+from switchboard.controller.policy import load_policy
+from switchboard.ingress.app import WEBHOOK_PATH, Ingress
 from switchboard.shared.config import Secret, Settings
 from tests.deploy.manifests import BASE, SERVICES, SINGLETONS, TARGETS, Doc, Manifests, manifests, pod_specs
 
@@ -93,16 +93,17 @@ def test_images_are_pinned_to_a_version(target: str) -> None:
             if m.rendered:
                 assert ":" in image and not image.endswith(":latest"), f"{name}: {image}"
             else:
-                assert image == "switchboard", f"{name}: the base names the image; kustomize pins it"
+                assert image.startswith("switchboard-"), f"{name}: the base names the image; kustomize pins it"
 
 
 @pytest.mark.parametrize("target", TARGETS)
-def test_every_service_runs_its_own_command(target: str) -> None:
-    """Each Deployment runs the one image with the service's name as the command's argument."""
+def test_every_service_runs_its_own_image(target: str) -> None:
+    """Each Deployment runs its service's own image, as the image's entrypoint runs it (no command, no args)."""
     m = manifests(target)
     for service in SERVICES:
         container = m.container(service)
-        assert container["args"] == [service] and "command" not in container
+        assert container["image"].partition(":")[0].rpartition("/")[2] == f"switchboard-{service}"
+        assert "args" not in container and "command" not in container
 
 
 @pytest.mark.parametrize("target", TARGETS)

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from switchboard.cli.local import LocalSystem
+from switchboard.cli.natsserver import NatsServer
 from switchboard.emulator.server import Emulator
-from switchboard.local import LocalSystem
 from switchboard.shared.bus import Bus
 from switchboard.shared.config import Settings
 from switchboard.shared.events import CloudEvent
-from switchboard.shared.natsserver import NatsServer
 from tests.waiting import eventually
 
 

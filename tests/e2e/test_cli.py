@@ -11,12 +11,12 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from switchboard.cli.local import LocalSystem, new_webhook_secret
+from switchboard.cli.natsserver import NatsServer, free_port
 from switchboard.emulator.config import EmulatorConfig
 from switchboard.emulator.server import Emulator
-from switchboard.local import LocalSystem, new_webhook_secret
 from switchboard.shared.bus import Bus
 from switchboard.shared.events import SessionLease
-from switchboard.shared.natsserver import NatsServer, free_port
 from tests.e2e.conftest import call_events
 from tests.processes import CLI, Proc, spawn
 

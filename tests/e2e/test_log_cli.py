@@ -13,8 +13,8 @@ from types import ModuleType
 
 import pytest
 
-from switchboard.local import LocalSystem
-from switchboard.projections.projector import SUBSCRIPTION
+from switchboard.cli.local import LocalSystem
+from switchboard.projector.service import SUBSCRIPTION
 from switchboard.shared.bus import Bus
 from switchboard.shared.subscribe import Durable
 from tests.e2e.conftest import call_events
@@ -94,9 +94,7 @@ async def test_replay_of_one_call_exports_exactly_its_events_as_jsonl(
     assert {line["subject"] for line in lines} == {answered}
 
 
-async def test_replay_timeline_filters_kinds_and_hides_deltas(
-    system: LocalSystem, two_calls: tuple[str, str]
-) -> None:
+async def test_replay_timeline_filters_kinds_and_hides_deltas(system: LocalSystem, two_calls: tuple[str, str]) -> None:
     """The readable timeline shows each call's end with `--kind ended`, and no .delta lines by default."""
     assert system.settings.nats_url is not None
     _, ends = await switchboard("replay", "--kind", "ended", nats_url=system.settings.nats_url)

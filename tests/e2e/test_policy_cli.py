@@ -13,12 +13,12 @@ import msgspec
 import nats.js.errors
 import pytest
 
-from switchboard.services.controller.decider import decide
-from switchboard.services.controller.policy import facts_from_incoming, load_policy
-from switchboard.services.controller.policy_source import POLICY_KEY, policy_bucket, policy_version
+from switchboard.cli.natsserver import NatsServer
+from switchboard.controller.decider import decide
+from switchboard.controller.policy import facts_from_incoming, load_policy
+from switchboard.controller.policy_source import POLICY_KEY, policy_bucket, policy_version
 from switchboard.shared.bus import Bus
 from switchboard.shared.events import IncomingCallData
-from switchboard.shared.natsserver import NatsServer
 
 EXAMPLES = Path(__file__).parents[2] / "examples" / "policies"
 

@@ -7,7 +7,7 @@ import time
 
 import httpx
 
-from switchboard.local import LocalSystem
+from switchboard.cli.local import LocalSystem
 from switchboard.shared.bus import Bus
 from switchboard.shared.webhooks import signed_headers
 from tests.e2e.conftest import call_events

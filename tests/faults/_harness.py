@@ -29,6 +29,7 @@ import aiohttp
 import msgspec
 import nats.errors
 
+from switchboard.cli.natsserver import NatsServer, free_port
 from switchboard.emulator.calls import CallRecord, RestRequest
 from switchboard.emulator.config import EmulatorConfig
 from switchboard.emulator.server import Emulator
@@ -36,7 +37,6 @@ from switchboard.shared import events
 from switchboard.shared.bus import Bus, StreamSettings
 from switchboard.shared.errors import BusUnavailable
 from switchboard.shared.events import CloudEvent
-from switchboard.shared.natsserver import NatsServer, free_port
 from tests.waiting import eventually
 
 LOOPBACK = "127.0.0.1"

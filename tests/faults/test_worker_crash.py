@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
-from switchboard.services.session.worker import LEASE_S
+from switchboard.session.worker import LEASE_S
 from tests.faults._harness import (
     Rig,
     Tally,

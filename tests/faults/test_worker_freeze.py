@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import msgspec
 
-from switchboard.services.session.worker import LEASE_S
+from switchboard.session.worker import LEASE_S
 from switchboard.shared.events import CloudEvent
 from tests.faults._harness import (
     CALLER,

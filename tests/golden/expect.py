@@ -13,7 +13,7 @@ from pathlib import Path
 
 import msgspec
 
-from switchboard.projections import PROJECTIONS, fold
+from switchboard.shared.projections import PROJECTIONS, fold
 from tests.golden import expected_path, read_log
 
 

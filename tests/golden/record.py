@@ -15,10 +15,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from switchboard.local import LocalSystem
+from switchboard.cli.local import LocalSystem
+from switchboard.cli.natsserver import NatsServer
 from switchboard.shared.bus import Bus
 from switchboard.shared.config import Settings
-from switchboard.shared.natsserver import NatsServer
 from tests.waiting import eventually
 
 

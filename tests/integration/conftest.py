@@ -6,9 +6,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from switchboard.services.ingress.app import Ingress
+from switchboard.cli.natsserver import NatsServer
+from switchboard.ingress.app import Ingress
 from switchboard.shared.bus import Bus
-from switchboard.shared.natsserver import NatsServer
 from tests.integration.test_ingress import settings_for
 
 

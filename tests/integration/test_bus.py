@@ -56,7 +56,7 @@ async def test_follow_from_start_yields_events_in_order(bus: Bus) -> None:
 
 async def test_connecting_to_no_server_gives_up_when_told_with_a_clear_error() -> None:
     """With give_up_after_s, an unreachable NATS ends in BusUnavailable naming the server (no password)."""
-    from switchboard.shared.natsserver import free_port
+    from switchboard.cli.natsserver import free_port
 
     url = f"nats://svc:s3cret@127.0.0.1:{free_port()}"
     with pytest.raises(BusUnavailable) as info:

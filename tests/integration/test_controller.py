@@ -14,12 +14,12 @@ import httpx
 import msgspec
 import pytest
 
-from switchboard.local import LocalSystem
-from switchboard.services.controller.capacity import BUCKET as CAPACITY_BUCKET
-from switchboard.services.controller.service import REFERS_CONSUMER, Controller
+from switchboard.cli.local import LocalSystem
+from switchboard.cli.natsserver import NatsServer
+from switchboard.controller.capacity import BUCKET as CAPACITY_BUCKET
+from switchboard.controller.service import REFERS_CONSUMER, Controller
 from switchboard.shared.bus import Bus
 from switchboard.shared.config import Settings
-from switchboard.shared.natsserver import NatsServer
 from switchboard.shared.webhooks import signed_headers
 from tests.e2e.conftest import attached_call, call_events
 from tests.waiting import eventually

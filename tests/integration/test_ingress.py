@@ -21,11 +21,11 @@ import pytest
 import structlog
 import yaml
 
-from switchboard.services.ingress.app import OPENAPI_FILE, WEBHOOK_PATH, Ingress
+from switchboard.cli.natsserver import NatsServer
+from switchboard.ingress.app import OPENAPI_FILE, WEBHOOK_PATH, Ingress
 from switchboard.shared import events
 from switchboard.shared.bus import Bus
 from switchboard.shared.config import Secret, Settings
-from switchboard.shared.natsserver import NatsServer
 from switchboard.shared.webhooks import signed_headers
 from tests.waiting import eventually
 

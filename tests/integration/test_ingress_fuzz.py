@@ -22,7 +22,7 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from switchboard.services.ingress.app import OPENAPI_FILE, WEBHOOK_PATH, Ingress
+from switchboard.ingress.app import OPENAPI_FILE, WEBHOOK_PATH, Ingress
 from switchboard.shared.webhooks import sign
 from tests.integration.test_ingress import SECRET
 

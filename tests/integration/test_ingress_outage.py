@@ -12,9 +12,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from switchboard.services.ingress.app import Ingress
+from switchboard.cli.natsserver import NatsServer
+from switchboard.ingress.app import Ingress
 from switchboard.shared.bus import Bus
-from switchboard.shared.natsserver import NatsServer
 from tests.integration.test_ingress import Client, incoming, settings_for, stored
 from tests.waiting import eventually
 

@@ -11,8 +11,8 @@ import nats.js.errors
 import pytest
 from structlog.testing import capture_logs
 
-from switchboard.services.controller.policy import PolicyError
-from switchboard.services.controller.policy_source import (
+from switchboard.controller.policy import PolicyError
+from switchboard.controller.policy_source import (
     POLICY_KEY,
     PolicySource,
     policy_bucket,

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 from datetime import UTC, datetime, timedelta
 
-from switchboard.services.controller.policy_commands import read_log
+from switchboard.controller.policy_commands import read_log
 from switchboard.shared.bus import Bus
 from switchboard.shared.events import Ended
 

@@ -7,13 +7,13 @@ from datetime import UTC, datetime, timedelta
 
 import msgspec
 
-from switchboard.projections import PROJECTIONS
-from switchboard.projections.projector import Projector
-from switchboard.projections.rebuild import rebuild
-from switchboard.projections.store import ProjectionStore
+from switchboard.projector.service import Projector
 from switchboard.shared import events
 from switchboard.shared.bus import Bus
 from switchboard.shared.config import Settings
+from switchboard.shared.projections import PROJECTIONS
+from switchboard.shared.projections.rebuild import rebuild
+from switchboard.shared.projections.store import ProjectionStore
 from switchboard.shared.pullreader import PullReader, Start
 from switchboard.shared.subscribe import Selection, replay, replay_stored
 from tests.golden import LOGS, expected_path

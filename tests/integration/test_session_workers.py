@@ -10,17 +10,17 @@ import httpx
 import msgspec
 import pytest
 
+from switchboard.cli.local import LocalSystem
+from switchboard.cli.natsserver import NatsServer, free_port
 from switchboard.emulator.scripts import AskTool, Hangup, Pause, Say, Script
 from switchboard.emulator.server import Emulator
-from switchboard.local import LocalSystem
-from switchboard.services.session.call import CallSession
-from switchboard.services.session.fence import LEASES_BUCKET, Leases
-from switchboard.services.session.worker import LEASE_S, SessionWorker
+from switchboard.session.call import CallSession
+from switchboard.session.fence import LEASES_BUCKET, Leases
+from switchboard.session.worker import LEASE_S, SessionWorker
 from switchboard.shared.bus import Bus
 from switchboard.shared.config import Settings
 from switchboard.shared.errors import NoResponder, UpstreamError
 from switchboard.shared.events import CloudEvent, SessionLease, UpstreamOutcome, payload
-from switchboard.shared.natsserver import NatsServer, free_port
 from switchboard.shared.openai import CallsClient, Sideband, sideband_session
 from tests.e2e.conftest import attached_call, call_events
 from tests.processes import Proc, spawn

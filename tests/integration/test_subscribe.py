@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from switchboard.cli.natsserver import NatsServer
 from switchboard.shared import events
 from switchboard.shared.bus import Bus
-from switchboard.shared.natsserver import NatsServer
 from switchboard.shared.subscribe import Durable, LogEvent, Selection, SubscriptionMismatch, follow, replay
 from tests.waiting import eventually
 
@@ -147,5 +147,3 @@ async def test_unknown_kinds_and_unreadable_events_are_delivered_not_dropped(bus
     assert [(e.kind, e.data, e.problem is None) for e in seen] == [
         ("tool.requested", {"name": "lookup_order"}, True), ("ended", "{not json", False),
     ]  # fmt: skip
-
-

@@ -6,7 +6,7 @@ import msgspec
 from hypothesis import given
 from hypothesis import strategies as st
 
-from switchboard.services.controller.capacity import EXPIRY_GRACE_S, decode_entries, grace, live_entries
+from switchboard.controller.capacity import EXPIRY_GRACE_S, decode_entries, grace, live_entries
 
 NOW = 1_800_000_000.0
 FOUR_HOURS = 4 * 3600.0

@@ -15,9 +15,9 @@ import pytest
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
-from switchboard.projections.projector import SUBSCRIPTION as PROJECTOR_SUBSCRIPTION
-from switchboard.services.controller import service as controller
-from switchboard.services.session import worker
+from switchboard.controller import service as controller
+from switchboard.projector.service import SUBSCRIPTION as PROJECTOR_SUBSCRIPTION
+from switchboard.session import worker
 from switchboard.shared import contract, events, schema
 
 ROOT = Path(__file__).resolve().parents[2]

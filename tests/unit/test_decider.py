@@ -15,14 +15,14 @@ from openai.types.realtime.call_accept_params import CallAcceptParams
 from pydantic import TypeAdapter
 from typing_extensions import get_type_hints, is_typeddict  # the SDK's TypedDicts are typing_extensions'
 
-from switchboard.services.controller.decider import (
+from switchboard.controller.decider import (
     accept_body,
     capacity_limits,
     capacity_max_ages,
     decide,
     occupies,
 )
-from switchboard.services.controller.policy import Agent, CallFacts, PolicyError, load_policy, parse_policy
+from switchboard.controller.policy import Agent, CallFacts, PolicyError, load_policy, parse_policy
 from switchboard.shared.events import Decided
 
 NOW = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)

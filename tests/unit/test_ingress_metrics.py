@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from switchboard.services.ingress.telemetry import OUTCOMES, IngressMetrics
+from switchboard.ingress.telemetry import OUTCOMES, IngressMetrics
 from switchboard.shared import webhooks
 from switchboard.shared.metrics import CONTENT_TYPE, Metrics
 

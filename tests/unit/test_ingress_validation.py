@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from switchboard.services.ingress.validation import (
+from switchboard.ingress.validation import (
     REASONS,
     UNROUTED,
     InvalidWebhook,

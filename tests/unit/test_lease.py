@@ -1,11 +1,11 @@
-"""Claiming and fencing a call's lease: the pure rules (`switchboard.services.session.lease`)."""
+"""Claiming and fencing a call's lease: the pure rules (`switchboard.session.lease`)."""
 
 from __future__ import annotations
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from switchboard.services.session.lease import (
+from switchboard.session.lease import (
     InFlightTool,
     LeaseRecord,
     first_claim,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from switchboard.services.controller.decider import decide
-from switchboard.services.controller.policy import (
+from switchboard.controller.decider import decide
+from switchboard.controller.policy import (
     CallFacts,
     PolicyError,
     facts_from_incoming,

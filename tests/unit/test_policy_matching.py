@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from switchboard.services.controller.policy import (
+from switchboard.controller.policy import (
     MATCH_MAX_CHARS,
     CallFacts,
     HeaderMatch,

@@ -9,8 +9,8 @@ import msgspec
 from hypothesis import given
 from hypothesis import strategies as st
 
-from switchboard.services.controller.decider import decide
-from switchboard.services.controller.policy import CallFacts, Policy, validate
+from switchboard.controller.decider import decide
+from switchboard.controller.policy import CallFacts, Policy, validate
 from switchboard.shared.events import SipHeader
 
 NUMBERS = ["+18005550100", "+18005550199", "+14155550101", "+14165550100", "+442071838750", "+19005550000"]

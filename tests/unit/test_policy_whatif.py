@@ -7,9 +7,9 @@ from typing import Any
 
 import msgspec
 
-from switchboard.services.controller.decider import decide
-from switchboard.services.controller.policy import facts_from_incoming, load_policy, parse_policy
-from switchboard.services.controller.whatif import redecide, render
+from switchboard.controller.decider import decide
+from switchboard.controller.policy import facts_from_incoming, load_policy, parse_policy
+from switchboard.controller.whatif import redecide, render
 from switchboard.shared.events import CloudEvent, Ended, SipHeader, make_event
 
 SINCE = datetime(2026, 11, 24, 0, 0, tzinfo=UTC)

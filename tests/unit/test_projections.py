@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from switchboard.projections import CALL_RECORDS, CALL_STATE, PROJECTIONS, TRANSCRIPTS, fold
-from switchboard.projections.call_state import CallState
+from switchboard.shared.projections import CALL_RECORDS, CALL_STATE, PROJECTIONS, TRANSCRIPTS, fold
+from switchboard.shared.projections.call_state import CallState
 from switchboard.shared.schema import LogEvent
 from tests.golden import LOGS, expected_path, read_log
 

@@ -2,7 +2,7 @@
 
 The cross-library matrix freezes every verifier's clock at the same second and compares verdicts on
 generated deliveries. Deliberate differences from the SDK (all stricter) are each pinned by a test
-below and listed in switchboard/shared/webhooks.py: an empty ``webhook-id``, unusable secrets (a
+below and listed in shared/src/switchboard/shared/webhooks.py: an empty ``webhook-id``, unusable secrets (a
 start-up error rather than a crash per delivery), ids or bodies that are not UTF-8. Where the SDK and
 standardwebhooks disagree (non-canonical timestamps such as ``+17…`` or ``17….5``, bare signatures
 without ``v1,``, repeated headers: the SDK takes the first, standardwebhooks the last, raw secrets),
@@ -31,6 +31,7 @@ from hypothesis import strategies as st
 from multidict import CIMultiDict
 from openai.lib import _webhooks as sdk_webhooks
 
+from switchboard.emulator import signing as emulator_signing
 from switchboard.shared import webhooks
 from switchboard.shared.errors import SignatureError
 from switchboard.shared.webhooks import Verifier, parse_secrets, secret_key, sign, signed_headers, verify
@@ -118,6 +119,16 @@ def test_our_signature_is_accepted_by_standardwebhooks() -> None:
     with _clocks_at_now():
         payload = standardwebhooks.Webhook(SECRET).verify(BODY, signed_headers(SECRET, "wh_1", NOW, BODY))
     assert payload["id"] == "evt_1"
+
+
+@pytest.mark.parametrize("secret", [SECRET, "a-raw-secret"])
+def test_the_emulators_signature_is_accepted_by_the_openai_sdk_and_by_us(secret: str) -> None:
+    """The emulator signs apart from our code, and its deliveries unwrap with the SDK and verify here."""
+    headers = emulator_signing.signed_headers(secret, "wh_3", NOW, BODY)
+    with _clocks_at_now():
+        event = openai.OpenAI(api_key="sk-test", webhook_secret=secret).webhooks.unwrap(BODY, headers)
+    assert event.type == "realtime.call.incoming"
+    assert verify(headers, BODY, [secret], now=NOW) == "wh_3"
 
 
 def test_standardwebhooks_signature_is_accepted_by_us() -> None:

@@ -1,0 +1,213 @@
+"""The `switchboard` command: run the system, one service, the emulator, place calls, follow the log."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from datetime import timedelta
+from pathlib import Path
+
+from switchboard.cli.args import parse_duration
+from switchboard.emulator.errors import EmulatorError
+from switchboard.emulator.scripts import SCRIPTS
+from switchboard.shared import config as config_module
+from switchboard.shared import logging as logging_module
+from switchboard.shared.config import Settings
+from switchboard.shared.errors import ConfigError, SwitchboardError
+from switchboard.shared.lifecycle import run as _run
+
+SERVICES = ("ingress", "controller", "session", "projector")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="switchboard", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="everything local: place sample calls, show them live, summarise, exit")
+    demo.add_argument("--pace", type=float, default=0.5, help="speed of the emulated callers (0 = no pauses)")
+    demo.add_argument("--workers", type=int, default=2, help="session workers to run")
+
+    up = sub.add_parser("up", help="everything local, stays up until Ctrl-C")
+    up.add_argument("--workers", type=int, default=2, help="session workers to run")
+    up.add_argument("--pace", type=float, default=1.0, help="speed of the emulated callers")
+    up.add_argument("--data-dir", type=Path, default=Path(".switchboard"), help="where the embedded NATS keeps data")
+
+    sub.add_parser("ingress", help="run the webhook ingress (also `switchboard-ingress`)")
+    sub.add_parser("controller", help="run the call controller (also `switchboard-controller`)")
+    sub.add_parser("session", help="run a session worker (also `switchboard-session`)")
+
+    emulator = sub.add_parser("emulator", help="run the OpenAI emulator on EMULATOR_PORT")
+    emulator.add_argument("--webhook-url", help="where to POST webhooks (default: the local ingress)")
+    emulator.add_argument("--pace", type=float, default=1.0, help="speed of the emulated callers")
+
+    call = sub.add_parser("call", help="place a simulated call through the emulator at EMULATOR_PORT")
+    call.add_argument("--from", dest="caller", required=True, help="caller number, e.g. +14155550101")
+    call.add_argument("--to", dest="dialled", required=True, help="dialled number, e.g. +18005550100")
+    call.add_argument("--header", action="append", default=[], metavar="NAME=VALUE", help="extra SIP header")
+    call.add_argument("--script", default="default", choices=sorted(SCRIPTS), help="what the caller does")
+    call.add_argument("--wait", action="store_true", help="wait for the call to end and print its record")
+
+    tail = sub.add_parser("tail", help="follow call events live")
+    tail.add_argument("--call", help="only this call id")
+    tail.add_argument("--kind", action="append", default=[], help="only these kinds (globs: rt.*, ended)")
+    start = tail.add_mutually_exclusive_group()
+    start.add_argument("--since", type=parse_duration, help="start this far back, e.g. 15m")
+    start.add_argument("--from-start", action="store_true", help="replay the whole log first")
+    tail.add_argument("--json", action="store_true", help="print each event as its JSON envelope")
+    tail.add_argument("--deltas", action="store_true", help="include streaming .delta events")
+
+    policy = sub.add_parser("policy", help="check a routing policy, re-decide past calls under it, push it")
+    policy_sub = policy.add_subparsers(dest="policy_command", required=True, metavar="ACTION")
+    policy_check = policy_sub.add_parser("check", help="validate FILE: exit 1 with every problem")
+    policy_check.add_argument("file", type=Path, metavar="FILE")
+    whatif = policy_sub.add_parser("whatif", help="re-decide logged calls under FILE and show what changes")
+    whatif.add_argument("file", type=Path, metavar="FILE")
+    whatif.add_argument("--since", type=parse_duration, default=timedelta(hours=24), help="how far back (24h)")
+    push = policy_sub.add_parser("push", help="validate FILE and make it the policy every controller runs")
+    push.add_argument("file", type=Path, metavar="FILE")
+
+    from switchboard.cli import log as logcli
+
+    logcli.add_parsers(sub)  # replay, calls, transcript, projector
+    return parser
+
+
+async def _up(settings: Settings, args: argparse.Namespace) -> None:
+    import signal
+
+    from switchboard.cli.local import LocalSystem
+
+    system = LocalSystem(settings, data_dir=args.data_dir, workers=args.workers, pace=args.pace)
+    await system.start()
+    print(f"Switchboard is up. NATS_URL={system.settings.nats_url}", flush=True)
+    if system.emulator is not None:
+        print(f"Emulator at {system.emulator.url}: place a call with `switchboard call --from +14155550101 "
+              f"--to +18005550100`", flush=True)  # fmt: skip
+    print("Follow events with `switchboard tail`; stop with Ctrl-C.", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    waiter = asyncio.create_task(system.wait())
+    stopper = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait([waiter, stopper], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
+        await system.stop()
+        if waiter.done():
+            waiter.result()
+        waiter.cancel()
+
+
+async def _emulator(settings: Settings, args: argparse.Namespace) -> None:
+    import signal
+
+    from switchboard.emulator.config import EmulatorConfig
+    from switchboard.emulator.server import serve
+
+    key = settings.require_api_key().reveal()
+    secret = settings.require_webhook_secrets()[0].reveal()
+    webhook_url = args.webhook_url or f"http://127.0.0.1:{settings.ingress_port}/webhooks/openai"
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    config = EmulatorConfig(
+        port=settings.emulator_port, api_key=key, webhook_url=webhook_url, webhook_secret=secret, pace=args.pace
+    )
+    await serve(config, stop)
+
+
+async def _call(settings: Settings, args: argparse.Namespace) -> int:
+    from switchboard.emulator.client import EmulatorClient
+
+    headers = []
+    for item in args.header:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise ConfigError(f"--header takes NAME=VALUE, got {item!r}")
+        headers.append({"name": name, "value": value})
+    client = EmulatorClient(f"http://127.0.0.1:{settings.emulator_port}")
+    try:
+        call_id = await client.place_call(args.caller, args.dialled, sip_headers=headers or None, script=args.script)
+        print(call_id, flush=True)
+        if args.wait:
+            record = await client.wait_ended(call_id, timeout_s=300)
+            print(f"{call_id}: {record.state} ({record.end_reason})", flush=True)
+    finally:
+        await client.aclose()
+    return 0
+
+
+async def _tail(settings: Settings, args: argparse.Namespace) -> None:
+    from switchboard.cli import log as logcli
+
+    await logcli.tail(settings, args)  # the same read path as `replay` (shared.subscribe)
+
+
+def _policy(settings: Settings, args: argparse.Namespace) -> int:
+    from switchboard.controller import policy_commands
+
+    return policy_commands.run(args.policy_command, args.file, settings, since=getattr(args, "since", timedelta(0)))
+
+
+def _service(name: str) -> int:
+    """Run one service exactly as its own console script (`switchboard-NAME`, its image's entrypoint) does."""
+    if name == "ingress":
+        from switchboard.ingress.main import main as service
+    elif name == "controller":
+        from switchboard.controller.main import main as service
+    elif name == "session":
+        from switchboard.session.main import main as service
+    else:
+        from switchboard.projector.main import main as service
+    return service([])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command in SERVICES:
+        return _service(args.command)
+    try:
+        settings = config_module.load()
+        level = settings.log_level
+        if args.command == "demo" and "LOG_LEVEL" not in os.environ:
+            level = "warning"  # the live view is the demo's output; logs would drown it
+        logging_module.configure(fmt=settings.log_format, level=level)
+        if args.command == "demo":
+            from switchboard.cli.local import run_demo
+
+            with tempfile.TemporaryDirectory(prefix="switchboard-demo-") as tmp:
+                return _run(run_demo(settings, data_dir=Path(tmp), pace=args.pace, workers=args.workers))
+        if args.command == "up":
+            _run(_up(settings, args))
+        elif args.command == "emulator":
+            _run(_emulator(settings, args))
+        elif args.command == "call":
+            return _run(_call(settings, args))
+        elif args.command == "tail":
+            _run(_tail(settings, args))
+        elif args.command in ("replay", "calls", "transcript"):
+            from switchboard.cli import log as logcli
+
+            return _run(logcli.run(settings, args))
+        elif args.command == "policy":
+            return _policy(settings, args)
+    except ConfigError as exc:
+        print(f"switchboard: {exc}", file=sys.stderr)
+        return 2
+    except (SwitchboardError, EmulatorError) as exc:  # the bus, OpenAI or the emulator said no: say what
+        print(f"switchboard: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,429 @@
+"""The controller: consumes ``calls.*.incoming``, decides each call once, and carries it out at OpenAI.
+
+Exactly once, cluster-wide: the decision is published to ``calls.<id>.decided`` conditionally on that
+subject being empty (JetStream's expected-last-subject-sequence 0), so whatever the duplicates or
+replicas, one decision is stored; a replica that loses the race does nothing visible. The incoming
+message is acknowledged only after OpenAI's answer is recorded, so if the winner dies in between, the
+redelivered message lets another replica finish the stored decision (never a new one).
+
+A replica fetches only as many calls as it has free handlers, marks each one it is still working on in
+progress every `DECISION_HEARTBEAT_S`, and the ack wait is a short `DECISION_ACK_WAIT_S`: the calls of
+a replica killed mid-burst are redelivered to another within about 3 s, while a living replica waiting
+seconds for OpenAI keeps its calls. A resumed accept whose first attempt did reach OpenAI meets 409
+``call_already_handled`` and is recorded as ``accepted`` (``confirmed_by: conflict``), so a worker
+still claims and greets the call.
+
+Capacity is counted cluster-wide (`capacity.Capacity`): a call is admitted to a capped rule before its
+decision is stored, and released when its ``ended`` event arrives (a second durable consumer,
+``controller-ended``), or, if no end is ever recorded, once its maximum duration (and a grace) has run
+out. Every accepted call carries that maximum duration (``max_duration_s`` in ``decided`` and
+``accepted``); the session worker hangs up a call that reaches it.
+
+The controller also serves ``cmd.<id>.hangup`` and ``cmd.<id>.refer`` (one replica answers each, via a
+queue group) and records them as ``command.<verb>``. Every refer OpenAI answered 200 (``referred``, from a
+refer decision or a refer command) is watched through a third durable consumer, ``controller-refers``:
+its message is handed back with a delay until ``SWITCHBOARD_REFER_TIMEOUT_S`` after the ``referred``
+event, then a call still not ended gets ``refer.suspected_failed``. The watch lives in JetStream, not in
+a replica: whichever replica holds the message when it is due finishes it, so a controller that stops or
+dies mid-watch loses nothing, and the flag is recorded once (a message id per ``referred`` event, and no
+second flag for a refer already flagged).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+import msgspec
+from nats.aio.subscription import Subscription
+
+from switchboard.controller.capacity import BUCKET as CAPACITY_BUCKET
+from switchboard.controller.capacity import Capacity
+from switchboard.controller.decider import capacity_limits, capacity_max_ages, decide, occupies
+from switchboard.controller.policy import Policy, facts_from_incoming
+from switchboard.controller.policy_source import PolicySource
+from switchboard.shared import events
+from switchboard.shared.bus import Ack, Bus, Delivery, Drop, Outcome, Retry, connected
+from switchboard.shared.config import Settings
+from switchboard.shared.errors import AlreadyRecorded, BusUnavailable, UpstreamError
+from switchboard.shared.health import HealthServer
+from switchboard.shared.logging import get_logger
+from switchboard.shared.metrics import Metrics
+from switchboard.shared.openai import CallResult, CallsClient
+
+log = get_logger(__name__)
+
+CONSUMER = "controller"
+ENDED_CONSUMER = "controller-ended"
+REFERS_CONSUMER = "controller-refers"
+REFER_ACK_WAIT_S = 5.0
+"""Ack wait of a refer watch being checked (a check is two reads and maybe one write)."""
+REFER_MAX_DELIVER = 50
+"""Deliveries of one refer watch: about two normally (before and at its due time); the rest are retries
+with backoff up to 30 s while the bus is unavailable (over 20 minutes of them)."""
+DECISION_ACK_WAIT_S = 3.0
+"""Ack wait of an incoming call: a dead replica's calls go to another one within about this long."""
+DECISION_HEARTBEAT_S = 1.0
+"""How often a call still being worked on (OpenAI slow to answer) is marked in progress."""
+_OUTCOME_KINDS = ("accepted", "rejected", "referred", "failed")
+
+
+class _Telemetry:
+    def __init__(self) -> None:
+        self.metrics = m = Metrics("controller")
+        self.decisions = m.counter("decisions", "Calls decided, by action.", ["action"])
+        self.duplicates = m.counter("duplicate_decisions", "Deliveries that found the call already decided.")
+        self.openai = m.histogram("openai_seconds", "OpenAI REST latency, by operation.", ["op"])
+        self.openai_errors = m.counter("openai_errors", "OpenAI refusals, by operation and code.", ["op", "code"])
+        self.commands = m.counter("commands", "Commands served, by verb and outcome.", ["verb", "ok"])
+
+
+class Controller:
+    name = "controller"
+
+    def __init__(
+        self,
+        settings: Settings,
+        policy: Policy | PolicySource | None = None,
+        *,
+        bus: Bus | None = None,
+        calls: CallsClient | None = None,
+        concurrency: int = 64,
+    ) -> None:
+        self._settings = settings
+        self._fixed_policy = policy if isinstance(policy, Policy) else None
+        self._source = policy if isinstance(policy, PolicySource) else None
+        self._bus = bus
+        self._owns_bus = bus is None
+        self._calls = calls or CallsClient(settings.openai_base_url, settings.require_api_key())
+        self._concurrency = concurrency
+        self._refer_timeout_s = settings.refer_timeout_s
+        self._stop = asyncio.Event()
+        self._capacity: Capacity | None = None
+        self.ready = False
+        self.telemetry = _Telemetry()
+        self._health = (
+            HealthServer(self.telemetry.metrics, lambda: self.ready and connected(self._bus), port=settings.health_port)
+            if settings.health_port
+            else None
+        )
+
+    @property
+    def policy(self) -> Policy:
+        """The policy in force now (a reloading source's current one, or the fixed one)."""
+        if self._source is not None:
+            return self._source.current
+        assert self._fixed_policy is not None
+        return self._fixed_policy
+
+    async def run(self) -> None:
+        if self._bus is None:
+            self._bus = await Bus.for_service(self._settings, "controller")
+        bus = self._bus
+        subscriptions: list[Subscription] = []
+        try:
+            await bus.ensure_stream()
+            if self._source is None and self._fixed_policy is None:
+                self._source = PolicySource(self._settings.policy_path, bus=bus)
+            if self._source is not None:
+                await self._source.start()
+            self._capacity = Capacity(await bus.key_value(CAPACITY_BUCKET))
+            incoming = await bus.work_queue(
+                CONSUMER, f"{events.SUBJECT_ROOT}.*.incoming", ack_wait_s=DECISION_ACK_WAIT_S, max_deliver=20
+            )
+            ended = await bus.work_queue(ENDED_CONSUMER, f"{events.SUBJECT_ROOT}.*.ended", ack_wait_s=30.0)
+            refers = await bus.work_queue(
+                REFERS_CONSUMER,
+                f"{events.SUBJECT_ROOT}.*.referred",
+                ack_wait_s=REFER_ACK_WAIT_S,
+                max_deliver=REFER_MAX_DELIVER,
+            )
+            for verb in ("hangup", "refer"):
+                subscriptions.append(await bus.serve(f"cmd.*.{verb}", self._on_command, queue=CONSUMER))
+            if self._health is not None:
+                await self._health.start()
+            self.ready = True
+            log.info("controller_started", rules=len(self.policy.rules))
+            await asyncio.gather(
+                incoming.run(self.handle, self._stop, concurrency=self._concurrency, heartbeat_s=DECISION_HEARTBEAT_S),
+                ended.run(self._release, self._stop, concurrency=8),
+                refers.run(self._watch_refer, self._stop, concurrency=16, heartbeat_s=DECISION_HEARTBEAT_S),
+            )
+        finally:
+            self.ready = False
+            for sub in subscriptions:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
+            if self._health is not None:
+                await self._health.stop()
+            if self._source is not None:
+                await self._source.stop()
+            await self._calls.aclose()
+            if self._owns_bus:
+                await bus.close()
+
+    async def shutdown(self, grace: timedelta = timedelta(seconds=10)) -> None:
+        self.ready = False
+        self._stop.set()
+
+    # --- one incoming call ---------------------------------------------------------------------------
+
+    async def _decide(self, call_id: str, sip_headers: list[events.SipHeader], received: datetime) -> events.Decided:
+        """Decide under the policy in force, admitting the call to its rule's capacity when it has one."""
+        assert self._capacity is not None
+        policy = self.policy  # one version for the whole decision
+        limits, max_ages = capacity_limits(policy), capacity_max_ages(policy)
+        facts = facts_from_incoming(call_id, sip_headers)
+        live = await self._capacity.live(max_ages) if limits else {}
+        decision = decide(policy, facts, now=received, live=live)
+        rule = occupies(decision)
+        if (
+            rule is not None
+            and rule in limits
+            and not await self._capacity.admit(rule, call_id, limits[rule], max_ages[rule])
+        ):
+            # Another replica took the last slot between our read and our admission.
+            decision = decide(policy, facts, now=received, live={**live, rule: limits[rule]})
+        return decision
+
+    async def handle(self, delivery: Delivery) -> Outcome:
+        assert self._bus is not None
+        bus = self._bus
+        try:
+            event = delivery.event()
+            incoming = msgspec.convert(event.data.get("data", {}), events.IncomingCallData)
+            received = datetime.fromisoformat(event.time)
+        except (msgspec.ValidationError, msgspec.DecodeError, AttributeError, ValueError) as exc:
+            log.error("incoming_unreadable", subject=delivery.subject, error=str(exc))
+            return Drop(reason=str(exc))
+        call_id = event.call_id
+        bound = log.bind(call_id=call_id)
+        try:
+            decision = await self._decide(call_id, incoming.sip_headers, received)
+            await bus.publish(
+                bus.event(call_id, "decided", decision), msg_id=f"{call_id}:decided", expect_empty_subject=True
+            )
+            self.telemetry.decisions.labels(action=decision.action).inc()
+            bound.info("call_decided", action=decision.action, rule=decision.rule, full=decision.capacity_full)
+        except AlreadyRecorded:
+            self.telemetry.duplicates.inc()
+            stored = await self._stored_decision(call_id)
+            await self._release_unless_stored(call_id, decision, stored)
+            if delivery.attempt == 1:
+                bound.info("decision_exists")  # another replica or delivery decided; it carries it out
+                return Ack()
+            if stored is None or await self._has_outcome(call_id):
+                return Ack()
+            bound.info("decision_resumed", action=stored.action, attempt=delivery.attempt)
+            decision = stored
+        except BusUnavailable as exc:
+            bound.warning("decision_not_stored", error=str(exc))
+            return Retry(delay_s=1.0, reason="bus unavailable")
+        try:
+            await self._carry_out(call_id, decision)
+        except BusUnavailable as exc:
+            bound.warning("outcome_not_stored", error=str(exc))
+            return Retry(delay_s=1.0, reason="bus unavailable")
+        return Ack()
+
+    async def _stored_decision(self, call_id: str) -> events.Decided | None:
+        assert self._bus is not None
+        stored = await self._bus.last_event(call_id, "decided")
+        return None if stored is None else events.payload(stored, events.Decided)
+
+    async def _has_outcome(self, call_id: str) -> bool:
+        assert self._bus is not None
+        for kind in _OUTCOME_KINDS:
+            if await self._bus.last_event(call_id, kind) is not None:
+                return True
+        return False
+
+    async def _release_unless_stored(self, call_id: str, ours: events.Decided, stored: events.Decided | None) -> None:
+        """Our admission lost to another decision: give the slot back unless the stored one holds it."""
+        assert self._capacity is not None
+        rule = occupies(ours)
+        if rule is not None and (stored is None or occupies(stored) != rule):
+            await self._capacity.release(rule, call_id, self._max_age(rule))
+
+    async def _release(self, delivery: Delivery) -> Outcome:
+        """A call ended: count it back off its rule's capacity."""
+        assert self._capacity is not None
+        call_id = events.parse_subject(delivery.subject)[0]
+        try:
+            stored = await self._stored_decision(call_id)
+            rule = None if stored is None else occupies(stored)
+            if rule is not None:
+                await self._capacity.release(rule, call_id, self._max_age(rule))
+        except BusUnavailable:
+            return Retry(delay_s=1.0, reason="bus unavailable")
+        except msgspec.ValidationError as exc:
+            return Drop(reason=str(exc))
+        return Ack()
+
+    def _max_age(self, rule: str) -> float:
+        """How long capacity counts a call of `rule` (its maximum duration under the policy in force)."""
+        policy = self.policy
+        return capacity_max_ages(policy).get(rule, policy.max_call_duration_s)
+
+    def _request(self, call_id: str, decision: events.Decided) -> Any:
+        """The REST call that carries out `decision`."""
+        if decision.action == "accept":
+            assert decision.accept is not None
+            return self._calls.accept(call_id, decision.accept)
+        if decision.action == "reject":
+            return self._calls.reject(call_id, decision.status_code)
+        assert decision.target_uri is not None
+        return self._calls.refer(call_id, decision.target_uri)
+
+    async def _carry_out(self, call_id: str, decision: events.Decided) -> None:
+        """Make the decision's REST call and record OpenAI's answer (and ``ended`` for reject/refer).
+
+        A 409 ``call_already_handled`` means one of our own earlier requests for this decision went
+        through unseen (a replica died before recording it, or a retry followed a lost answer): there is
+        only ever one decision per call, so the call is in the state it names. It is recorded as that
+        outcome with ``confirmed_by: conflict`` — never as a failure of a call OpenAI has answered.
+        """
+        assert self._bus is not None
+        bus = self._bus
+        bound = log.bind(call_id=call_id)
+        started = time.perf_counter()
+        confirmed_by: Literal["conflict"] | None = None
+        try:
+            result = await self._timed(decision.action, self._request(call_id, decision))
+        except UpstreamError as exc:
+            if not exc.already_handled:
+                bound.warning("openai_refused", action=decision.action, status=exc.status, code=exc.code)
+                failed = events.Failed(stage=decision.action, message=str(exc), http_status=exc.status, code=exc.code)
+                await bus.record(call_id, "failed", failed)
+                reason = "caller_gone" if exc.call_gone else f"{decision.action}_failed"
+                await bus.record(call_id, "ended", events.Ended(reason=reason, duration_s=0.0))
+                return
+            bound.info("outcome_confirmed_by_conflict", action=decision.action)
+            result = CallResult(exc.status or 409, round((time.perf_counter() - started) * 1000, 2))
+            confirmed_by = "conflict"
+        outcome = self._outcome(result, decision, confirmed_by)
+        if decision.action == "accept":
+            await bus.record(call_id, "accepted", outcome)
+            bound.info("call_accepted", latency_ms=result.latency_ms, agent=decision.agent)
+        elif decision.action == "reject":
+            await bus.record(call_id, "rejected", outcome)
+            await bus.record(call_id, "ended", events.Ended(reason="rejected", duration_s=0.0))
+            bound.info("call_rejected", status_code=decision.status_code)
+        else:
+            await bus.record(call_id, "referred", outcome)
+            await bus.record(call_id, "ended", events.Ended(reason="referred", duration_s=0.0))
+            bound.info("call_referred", target_uri=decision.target_uri)
+
+    async def _timed(self, op: str, request: Any) -> CallResult:
+        try:
+            result: CallResult = await request
+        except UpstreamError as exc:
+            self.telemetry.openai_errors.labels(op=op, code=exc.code or str(exc.status)).inc()
+            raise
+        self.telemetry.openai.labels(op=op).observe(result.latency_ms / 1000)
+        return result
+
+    @staticmethod
+    def _outcome(
+        result: CallResult, decision: events.Decided, confirmed_by: Literal["conflict"] | None = None
+    ) -> events.UpstreamOutcome:
+        return events.UpstreamOutcome(
+            http_status=result.http_status,
+            latency_ms=result.latency_ms,
+            agent=decision.agent,
+            greeting=decision.greeting,
+            tool_timeouts_s=decision.tool_timeouts_s,
+            status_code=decision.status_code,
+            target_uri=decision.target_uri,
+            confirmed_by=confirmed_by,
+            max_duration_s=decision.max_duration_s,
+        )
+
+    # --- commands: hangup and refer ------------------------------------------------------------------
+
+    async def _on_command(self, subject: str, payload: bytes) -> bytes:
+        assert self._bus is not None
+        _, call_id, verb = subject.split(".", 2)
+        try:
+            command = msgspec.json.decode(payload) if payload else {}
+        except msgspec.DecodeError:
+            command = None
+        error: str | None = None
+        if not events.is_safe_call_id(call_id):
+            return msgspec.json.encode({"ok": False, "error": "not a valid call id"})
+        if not isinstance(command, dict):
+            error, command = "the command must be a JSON object", {}
+        elif verb == "refer":
+            target = command.get("target_uri")
+            if not isinstance(target, str) or not target.startswith(("tel:", "sip:", "sips:")):
+                error = "refer needs a target_uri starting with tel: or sip:"
+            else:
+                error = await self._command_rest(call_id, "referred", self._calls.refer(call_id, target), target)
+        else:
+            error = await self._command_rest(call_id, "hungup", self._calls.hangup(call_id))
+        record = events.CommandRecord(verb=verb, command=command, ok=error is None, error=error, served_by=CONSUMER)
+        with contextlib.suppress(BusUnavailable):
+            await self._bus.record(call_id, f"command.{verb}", record, msg_id=f"{call_id}:cmd:{uuid.uuid4().hex}")
+        self.telemetry.commands.labels(verb=verb, ok=str(error is None).lower()).inc()
+        log.info("command_served", call_id=call_id, verb=verb, error=error)
+        return msgspec.json.encode({"ok": True} if error is None else {"ok": False, "error": error})
+
+    async def _command_rest(self, call_id: str, kind: str, request: Any, target_uri: str | None = None) -> str | None:
+        """Make the REST call; on success record OpenAI's answer as `kind` (``hungup``/``referred``)."""
+        assert self._bus is not None
+        try:
+            result: CallResult = await request
+        except UpstreamError as exc:
+            return "the call is not live" if exc.call_gone else str(exc)
+        answer = events.UpstreamOutcome(
+            http_status=result.http_status, latency_ms=result.latency_ms, target_uri=target_uri
+        )
+        with contextlib.suppress(BusUnavailable):
+            await self._bus.record(call_id, kind, answer, msg_id=f"{call_id}:{kind}:{uuid.uuid4().hex}")
+        return None
+
+    async def _watch_refer(self, delivery: Delivery) -> Outcome:
+        """OpenAI's 200 to a refer (``referred``) says nothing of the transfer: a call that has not ended
+        `SWITCHBOARD_REFER_TIMEOUT_S` after it is suspect. Until then the watch is handed back to JetStream
+        with a delay (whichever replica holds it when it is due finishes it); a call that ends meanwhile
+        is dropped from the watch at its next check."""
+        assert self._bus is not None
+        bus = self._bus
+        try:
+            event = delivery.event()
+            referred = events.payload(event, events.UpstreamOutcome)
+            referred_at = _timestamp(event.time)
+        except (msgspec.ValidationError, msgspec.DecodeError, AttributeError, ValueError) as exc:
+            log.error("referred_unreadable", subject=delivery.subject, error=str(exc))
+            return Drop(reason=str(exc))
+        call_id = event.call_id
+        try:
+            if await bus.last_event(call_id, "ended") is not None:
+                return Ack()  # transferred, or over some other way: nothing to flag
+            wait_s = referred_at + self._refer_timeout_s - time.time()
+            if wait_s > 0:
+                return Retry(delay_s=wait_s, reason="refer watch not due")
+            flagged = await bus.last_event(call_id, "refer.suspected_failed")
+            if flagged is not None and _timestamp(flagged.time) >= referred_at:
+                return Ack()  # this refer (or a later one) is flagged already
+            waited_s = round(time.time() - referred_at, 3)
+            await bus.record(
+                call_id, "refer.suspected_failed",
+                {"target_uri": referred.target_uri, "waited_s": waited_s},
+                msg_id=f"{call_id}:refer_suspected:{event.id}",
+            )  # fmt: skip
+        except BusUnavailable as exc:
+            log.warning("refer_watch_postponed", call_id=call_id, error=str(exc))
+            return Retry(delay_s=min(2.0**delivery.attempt, 30.0), reason="bus unavailable")
+        log.warning("refer_suspected_failed", call_id=call_id, target_uri=referred.target_uri, waited_s=waited_s)
+        return Ack()
+
+
+def _timestamp(rfc3339: str) -> float:
+    """An event's ``time`` as Unix seconds (a time without an offset is UTC)."""
+    when = datetime.fromisoformat(rfc3339)
+    return (when if when.utcoffset() is not None else when.replace(tzinfo=UTC)).timestamp()

@@ -1,0 +1,389 @@
+"""One live call held by a session worker: the sideband, the relay, the lease, tools and commands.
+
+`CallSession.run()` returns the end reason once the call is over; it is cancelled with
+``"lost"`` when another worker claims the call (stop at once, record nothing more) or ``"handover"``
+when this worker drains (release the lease so another worker re-attaches).
+
+Everything it does besides relaying OpenAI's events is fenced by its `Lease`: before it sends a client
+event, runs a tool, serves a command or records an event, the lease must still be this worker's
+(`Lease.fence`), and the greeting and every tool in flight are marked in the call's lease record by a
+compare-and-set first — so the greeting goes out once per call cluster-wide, a tool runs for one holder
+only, and a new holder finishes the tools its predecessor left unanswered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+from nats.aio.subscription import Subscription
+
+from switchboard.session import turns
+from switchboard.session.fence import Lease
+from switchboard.session.lease import InFlightTool
+from switchboard.session.relay import Publisher
+from switchboard.session.telemetry import SessionMetrics
+from switchboard.shared import events
+from switchboard.shared.bus import Bus
+from switchboard.shared.errors import BusUnavailable, LeaseLost, NoResponder, UpstreamError
+from switchboard.shared.logging import get_logger
+from switchboard.shared.openai import CallsClient, ServerEvent, Sideband
+
+log = get_logger(__name__)
+
+DEFAULT_TOOL_TIMEOUT_S = 10.0
+_RECONNECT_ATTEMPTS = 5
+_RECONNECT_BASE_DELAY_S = 0.2
+
+SidebandOpener = Callable[[str], Awaitable[Sideband]]
+_CONTROLLER_VERBS = ("hangup", "refer")
+
+
+class CallSession:
+    """The worker-side state of one call while this worker holds its lease."""
+
+    def __init__(
+        self,
+        *,
+        bus: Bus,
+        call_id: str,
+        lease: Lease,
+        worker: str,
+        accepted: events.UpstreamOutcome,
+        greet: bool,
+        open_sideband: SidebandOpener,
+        calls: CallsClient,
+        metrics: SessionMetrics | None = None,
+        publisher: Publisher | None = None,
+        accepted_at: float | None = None,
+    ) -> None:
+        self.bus = bus
+        self.call_id = call_id
+        self.lease = lease
+        self.attempt = attempt = lease.token
+        self.worker = worker
+        self.accepted = accepted
+        self._greet = greet
+        self._accepted_at = time.time() if accepted_at is None else accepted_at  # epoch seconds
+        self._open_sideband = open_sideband
+        self._calls = calls
+        # Function calls a previous holder started and never answered: finished once attached.
+        self._unanswered = [
+            turns.FunctionCall(tool_call_id=tool_call_id, name=tool.name, arguments=tool.arguments)
+            for tool_call_id, tool in lease.record.tools.items()
+        ]
+        self._metrics = metrics or SessionMetrics()
+        # The worker's shared publisher; a session on its own (in tests) runs a private one.
+        self._own_publisher: Publisher | None = None
+        if publisher is None:
+            publisher = self._own_publisher = Publisher(bus, self._metrics)
+        self._relay_out = publisher.relay(call_id, attempt)
+        self._sideband: Sideband | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._subscriptions: list[Subscription] = []
+        self._ending_reason: str | None = None  # set when we ended the call (hangup, transfer)
+        self._hangup_after_response = False
+        self._controller_commands = 0  # hangup/refer requests seen whose outcome is not recorded yet
+        self._controller_commands_settled = asyncio.Event()
+        self._controller_commands_settled.set()
+        self.log = log.bind(call_id=call_id, worker=worker, attempt=attempt)
+
+    # --- the relay -----------------------------------------------------------------------------------
+
+    async def run(self) -> str:
+        """Hold the sideband until the call ends; return the end reason once its events are stored and
+        the outcome of every hangup or refer seen for it is recorded."""
+        await self._serve_commands()
+        if self._own_publisher is not None:
+            self._own_publisher.start()
+        if self.accepted.max_duration_s is not None:
+            self._spawn(self._end_at_max_duration(self.accepted.max_duration_s))
+        try:
+            reason = await self._relay()
+            await self._relay_out.flush()
+            await self._commands_settled()
+            return reason
+        finally:
+            if self._own_publisher is not None:
+                await self._own_publisher.stop()
+            for sub in self._subscriptions:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
+            for task in list(self._tasks):
+                task.cancel()
+            if self._tasks:
+                await asyncio.wait(self._tasks, timeout=2.0)
+
+    async def _relay(self) -> str:
+        failures = 0
+        while True:
+            try:
+                sideband = await self._open_sideband(self.call_id)
+            except UpstreamError as exc:
+                if exc.status is not None and exc.status < 500:
+                    self.log.warning("sideband_refused", status=exc.status, code=exc.code)
+                    failed = events.Failed(stage="sideband", message=str(exc), http_status=exc.status, code=exc.code)
+                    await self.lease.fence()
+                    await self.bus.record(
+                        self.call_id, "failed", failed, msg_id=f"{self.call_id}:failed:sideband", lease=self.attempt
+                    )
+                    return "call_gone" if exc.status == 404 else "sideband_refused"
+                failures += 1
+                if failures > _RECONNECT_ATTEMPTS:
+                    self.log.warning("sideband_unreachable", error=str(exc))
+                    return "sideband_unreachable"
+                await asyncio.sleep(_RECONNECT_BASE_DELAY_S * 2 ** (failures - 1))
+                continue
+            self._sideband = sideband
+            self.log.info("sideband_attached", reconnects=failures)
+            if failures:
+                self._metrics.reconnects.inc()
+            if self._unanswered:
+                unanswered, self._unanswered = self._unanswered, []
+                self.log.info("tools_resumed", tools=[c.name for c in unanswered])
+                self._spawn(self._answer_tools(unanswered))
+            try:
+                async for server_event in sideband.events():
+                    failures = 0
+                    await self._on_server_event(server_event)
+            finally:
+                self._sideband = None
+                with contextlib.suppress(Exception):
+                    await sideband.close()
+            closed = sideband.closed
+            if closed is not None and closed.code is not None:
+                # OpenAI closes the sideband when the call is over; unless we ended it (or a command
+                # did — the worker checks), the other side hung up.
+                default = "caller_hangup" if closed.code == 1000 else f"sideband_closed_{closed.code}"
+                return self._ending_reason or closed.reason or default
+            # Dropped without a close frame (network, 1006): the call may still be alive, so re-attach.
+            failures += 1
+            self.log.warning("sideband_dropped", reconnects=failures)
+            if failures > _RECONNECT_ATTEMPTS:
+                return "sideband_lost"
+            await asyncio.sleep(_RECONNECT_BASE_DELAY_S * 2 ** (failures - 1))
+
+    async def _on_server_event(self, server_event: ServerEvent) -> None:
+        type_ = server_event.type
+        if type_ == "session.created" and self._greet:
+            self._greet = False
+            await self._send_greeting()
+        self._relay_out.put(server_event)
+        if type_ == "response.done":
+            if self._hangup_after_response:
+                self._hangup_after_response = False
+                self._spawn(self._hang_up("end_call"))
+            calls = turns.function_calls(server_event.data)
+            if calls:
+                self._spawn(self._answer_tools(calls))
+
+    async def _send_greeting(self) -> None:
+        """Greet, once per call cluster-wide: the lease record says whether any holder already did."""
+        if self.lease.record.greeted:
+            return
+        try:
+            await self.lease.change(greeted=True)
+        except BusUnavailable as exc:  # cannot be sure no other holder greets: better silent than twice
+            self.log.warning("greeting_not_sent", error=str(exc))
+            return
+        await self.send(turns.response_create(self.accepted.greeting))
+
+    async def send(self, client_event: dict[str, Any]) -> None:
+        """Send a client event on the sideband, while this worker holds the call; raises `UpstreamError`
+        when it is not attached, `LeaseLost` when another worker holds the call."""
+        await self.lease.fence()
+        sideband = self._sideband
+        if sideband is None:
+            raise UpstreamError(None, None, "the sideband is not attached right now")
+        await sideband.send(client_event)
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # --- tools ---------------------------------------------------------------------------------------
+
+    async def _answer_tools(self, calls: list[turns.FunctionCall]) -> None:
+        """Run the function calls, send their outputs and a ``response.create``, then mark them answered.
+
+        Each is marked in flight in the lease record first (a compare-and-set: only the holder can), so a
+        holder that dies mid-way leaves them to the next, which runs them again and answers them once.
+        """
+        try:
+            tracked = {**self.lease.record.tools}
+            tracked.update({c.tool_call_id: InFlightTool(c.name, c.arguments) for c in calls})
+            await self.lease.change(tools=tracked)
+        except (LeaseLost, BusUnavailable) as exc:
+            self.log.info("tools_not_ours", tools=[c.name for c in calls], error=str(exc))
+            return
+        results = await asyncio.gather(*(self._run_tool(c) for c in calls), return_exceptions=True)
+        answered = [r for r in results if isinstance(r, tuple)]
+        for failure in (r for r in results if isinstance(r, BaseException)):
+            self.log.warning("tool_not_completed", error=str(failure) or type(failure).__name__)
+        if len(answered) < len(results):
+            return  # lost the call mid-way (or the bus): the next holder answers them
+        try:
+            for tool_call_id, output in answered:
+                await self.send(turns.function_output(tool_call_id, output))
+            await self.send(turns.response_create())
+            done = {c.tool_call_id for c in calls}
+            await self.lease.change(tools={k: v for k, v in self.lease.record.tools.items() if k not in done})
+        except (UpstreamError, TimeoutError, OSError, LeaseLost, BusUnavailable) as exc:
+            self.log.warning("tool_output_not_sent", error=str(exc))
+
+    async def _run_tool(self, call: turns.FunctionCall) -> tuple[str, str]:
+        """Run one function call: (tool_call_id, output); `LeaseLost` if the call was lost meanwhile."""
+        requested = events.ToolRequested(tool_call_id=call.tool_call_id, name=call.name, arguments=call.arguments)
+        await self.bus.record(
+            self.call_id, "tool.requested", requested, msg_id=f"{self.call_id}:tool:{call.tool_call_id}:req",
+            lease=self.attempt,
+        )  # fmt: skip
+        started = time.perf_counter()
+        output, error = await self._execute(call)
+        await self.lease.fence()
+        completed = events.ToolCompleted(
+            tool_call_id=call.tool_call_id,
+            name=call.name,
+            output=output,
+            error=error,
+            latency_ms=round((time.perf_counter() - started) * 1000, 2),
+        )
+        await self.bus.record(
+            self.call_id, "tool.completed", completed, msg_id=f"{self.call_id}:tool:{call.tool_call_id}:done",
+            lease=self.attempt,
+        )  # fmt: skip
+        self.log.info("tool_completed", tool=call.name, error=error, latency_ms=completed.latency_ms)
+        (self._metrics.tool_ok if error is None else self._metrics.tool_error).inc()
+        return call.tool_call_id, output
+
+    async def _execute(self, call: turns.FunctionCall) -> tuple[str, str | None]:
+        if call.name == turns.TRANSFER_CALL:
+            return await self._transfer(turns.parse_arguments(call.arguments))
+        if call.name == turns.END_CALL:
+            # Let the model say goodbye first: hang up when that response is done.
+            self._hangup_after_response = True
+            return turns.output_text({"output": {"ok": True, "note": "say goodbye; the call ends after it"}})
+        timeout_s = (self.accepted.tool_timeouts_s or {}).get(call.name, DEFAULT_TOOL_TIMEOUT_S)
+        request = {"call_id": self.call_id, "name": call.name, "arguments": call.arguments,
+                   "tool_call_id": call.tool_call_id}  # fmt: skip
+        try:
+            raw = await self.bus.request(f"tools.{call.name}", msgspec.json.encode(request), timeout_s=timeout_s)
+            reply = msgspec.json.decode(raw)
+        except NoResponder:
+            return turns.output_text({"error": f"the tool {call.name} is not available"})
+        except BusUnavailable:
+            return turns.output_text({"error": f"the tool {call.name} did not answer within {timeout_s:g} s"})
+        except msgspec.DecodeError:
+            return turns.output_text({"error": f"the tool {call.name} answered with something that is not JSON"})
+        if not isinstance(reply, dict):
+            return turns.output_text({"output": reply})
+        return turns.output_text(reply)
+
+    async def _transfer(self, arguments: dict[str, Any]) -> tuple[str, str | None]:
+        target = arguments.get("target_uri")
+        if not isinstance(target, str) or not target.startswith(("tel:", "sip:", "sips:")):
+            return turns.output_text({"error": "transfer_call needs a target_uri starting with tel: or sip:"})
+        await self.lease.fence()
+        try:
+            await self._calls.refer(self.call_id, target)
+        except UpstreamError as exc:
+            return turns.output_text({"error": f"the transfer failed: {exc}"})
+        self._ending_reason = "referred"
+        return turns.output_text({"output": {"ok": True, "transferred_to": target}})
+
+    async def _end_at_max_duration(self, max_duration_s: float) -> None:
+        """Hang up a call that reaches its rule's maximum duration (which also frees its capacity slot)."""
+        await asyncio.sleep(max(0.0, self._accepted_at + max_duration_s - time.time()))
+        self.log.warning("max_duration_reached", max_duration_s=max_duration_s)
+        await self._hang_up("max_duration")
+
+    async def _hang_up(self, reason: str) -> None:
+        try:
+            await self.lease.fence()
+        except (LeaseLost, BusUnavailable) as exc:
+            self.log.warning("hangup_not_sent", error=str(exc))
+            return
+        self._ending_reason = reason
+        try:
+            await self._calls.hangup(self.call_id)
+        except UpstreamError as exc:
+            self.log.warning("hangup_failed", status=exc.status, code=exc.code)
+
+    # --- commands (served by the holder of the call) -------------------------------------------------
+
+    async def _serve_commands(self) -> None:
+        """Serve ``say`` and ``send``; watch the controller's ``hangup`` and ``refer`` go by.
+
+        The controller serves those two and records their outcome only after OpenAI has answered, by
+        which time OpenAI may already have closed the sideband. Counting the requests seen against the
+        outcomes recorded lets the worker wait for the verdict before it names the end reason.
+        """
+        self._subscriptions.append(await self.bus.serve(f"cmd.{self.call_id}.*", self._on_command))
+        outcomes = events.subject(self.call_id, "command") + ".*"
+        self._subscriptions.append(await self.bus.watch(outcomes, self._on_command_recorded))
+
+    async def _commands_settled(self, timeout_s: float = 5.0) -> None:
+        """Wait (bounded) until every hangup or refer seen for this call has its outcome recorded."""
+        try:
+            await asyncio.wait_for(self._controller_commands_settled.wait(), timeout_s)
+        except TimeoutError:
+            self.log.warning("command_outcome_not_recorded", pending=self._controller_commands)
+
+    async def _on_command_recorded(self, subject: str, payload: bytes) -> None:
+        if subject.rsplit(".", 1)[-1] in _CONTROLLER_VERBS and self._controller_commands > 0:
+            self._controller_commands -= 1
+            if self._controller_commands == 0:
+                self._controller_commands_settled.set()
+
+    async def _on_command(self, subject: str, payload: bytes) -> bytes | None:
+        verb = subject.rsplit(".", 1)[-1]
+        if verb in _CONTROLLER_VERBS:
+            self._controller_commands += 1
+            self._controller_commands_settled.clear()
+            return None  # the controller answers these
+        try:
+            await self.lease.fence()
+        except (LeaseLost, BusUnavailable):
+            return None  # not ours to answer: the worker that holds the call does
+        if verb not in ("say", "send"):
+            return msgspec.json.encode({"ok": False, "error": f"unknown command {verb!r}"})
+        try:
+            command = msgspec.json.decode(payload) if payload else {}
+        except msgspec.DecodeError:
+            command = None
+        error: str | None = None
+        if not isinstance(command, dict):
+            error = "the command must be a JSON object"
+            command = {}
+        elif verb == "say":
+            instructions = command.get("instructions")
+            if not isinstance(instructions, str) or not instructions:
+                error = "say needs a non-empty 'instructions' string"
+            else:
+                error = await self._try_send(turns.response_create(instructions))
+        else:
+            if not isinstance(command.get("type"), str):
+                error = "send needs a client event with a 'type'"
+            else:
+                error = await self._try_send(command)
+        record = events.CommandRecord(verb=verb, command=command, ok=error is None, error=error, served_by=self.worker)
+        with contextlib.suppress(BusUnavailable):
+            await self.bus.record(
+                self.call_id, f"command.{verb}", record, msg_id=f"{self.call_id}:cmd:{uuid.uuid4().hex}",
+                lease=self.attempt,
+            )  # fmt: skip
+        reply: dict[str, Any] = {"ok": True} if error is None else {"ok": False, "error": error}
+        return msgspec.json.encode(reply)
+
+    async def _try_send(self, client_event: dict[str, Any]) -> str | None:
+        try:
+            await self.send(client_event)
+        except (UpstreamError, TimeoutError, OSError, LeaseLost, BusUnavailable) as exc:
+            return str(exc) or type(exc).__name__
+        return None

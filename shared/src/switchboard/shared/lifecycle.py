@@ -1,0 +1,137 @@
+"""Service lifecycle: every service is an object with `run()` and an idempotent `shutdown(grace)`.
+
+`run_until_signalled` is the one place a process turns SIGINT/SIGTERM into `shutdown`; `run` is the one
+way a process runs its event loop; `service_main` is every service's console script
+(`switchboard-ingress`, …, and `switchboard ingress`, …).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import importlib.metadata
+import signal
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from datetime import timedelta
+from typing import Any, Protocol, TypeVar
+
+import uvloop
+
+from switchboard.shared import config as config_module
+from switchboard.shared import logging as logging_module
+from switchboard.shared.config import Settings
+from switchboard.shared.errors import ConfigError, SwitchboardError
+from switchboard.shared.logging import get_logger
+
+T = TypeVar("T")
+
+log = get_logger(__name__)
+
+
+class Service(Protocol):
+    name: str
+
+    async def run(self) -> None:
+        """Start, serve until `shutdown` is called, then return."""
+
+    async def shutdown(self, grace: timedelta) -> None:
+        """Stop taking work, finish or hand over what is in flight within `grace`. Idempotent."""
+
+
+async def cancel_and_wait(task: asyncio.Task[Any], *, tries: int = 10, wait_s: float = 1.0) -> None:
+    """Cancel `task` and wait for it to end, cancelling again if a library swallowed the cancellation
+    (Python 3.11's ``asyncio.wait_for`` can, when its inner await completes at the same moment)."""
+    for _ in range(tries):
+        if task.done():
+            return
+        task.cancel()
+        await asyncio.wait([task], timeout=wait_s)
+    if not task.done():
+        log.error("task_did_not_stop", task=task.get_name())
+
+
+async def run_until_signalled(*services: Service, grace: timedelta = timedelta(seconds=20)) -> None:
+    """Run services side by side until SIGINT/SIGTERM (or one of them stops), then shut all down."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    tasks = [asyncio.create_task(s.run(), name=s.name) for s in services]
+    stopper = asyncio.create_task(stop.wait())
+    try:
+        done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if task is not stopper and task.exception() is not None:
+                log.error("service_failed", service=task.get_name(), error=repr(task.exception()))
+        log.info("shutting_down", grace_s=grace.total_seconds())
+        await asyncio.gather(*(s.shutdown(grace) for s in services), return_exceptions=True)
+        await asyncio.wait(tasks, timeout=grace.total_seconds() + 5)
+    finally:
+        stopper.cancel()
+        for task in tasks:
+            task.cancel()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    failed = [t for t in tasks if t.done() and not t.cancelled() and t.exception() is not None]
+    if failed:
+        raise failed[0].exception()  # type: ignore[misc]
+
+
+def _version(distribution: str) -> str:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """Run `main` on uvloop (libuv's event loop: markedly faster HTTP, WebSocket and NATS I/O).
+
+    The garbage collector is set for a long-running service first. Everything loaded so far (modules,
+    classes, functions: some 50,000 objects) is frozen out of its scans, and a young collection comes
+    every 2,000 net allocations instead of 700, so the many objects that live for the milliseconds an
+    event is in flight are seldom caught alive and promoted. Both make full collections, which stop the
+    event loop for as long as they take, shorter and rarer: with a thousand live calls on one worker
+    they took 100-300 ms every few seconds, and decided its relay p99.
+    """
+    gc.freeze()
+    gc.set_threshold(2_000, 10, 10)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)
+
+
+def service_main(
+    prog: str,
+    build: Callable[[Settings], Service],
+    *,
+    description: str,
+    grace: timedelta = timedelta(seconds=20),
+    argv: Sequence[str] | None = None,
+) -> int:
+    """A service's process: settings from the environment, logging, the service until SIGTERM.
+
+    `prog` is the service's distribution and console script (``switchboard-ingress``). It takes no
+    arguments but ``--help`` and ``--version``: the environment configures it. A bad setting or a
+    refusal from the bus or OpenAI is one line on stderr and a non-zero exit (2 for configuration,
+    1 otherwise), never a traceback.
+    """
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version(prog)}")
+    parser.parse_args(argv)
+    try:
+        settings = config_module.load()
+        logging_module.configure(fmt=settings.log_format, level=settings.log_level)
+        run(run_until_signalled(build(settings), grace=grace))
+    except ConfigError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
+    except SwitchboardError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
