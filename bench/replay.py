@@ -6,7 +6,7 @@
 Events are the calls of the golden log tests/golden/logs/spine_v0.jsonl, re-numbered with fresh call
 ids until the stream holds N events (about 25 per call: incoming, decision, realtime events, end).
 Measured: publishing them (JetStream acks, async window); reading the whole stream with nats-py's
-ordered push consumer and its pull `fetch` (the paths `Bus.follow` and `WorkQueue` use; timed over the
+ordered push consumer and its pull `fetch` (the baselines: nats-py's own consumers; timed over the
 first 200k events, they are slow); with `subscribe.replay_stored` (raw bytes: what `replay --json`
 does) and `subscribe.replay` (typed `LogEvent`s); a one-call replay (subject-filtered, while the stream
 holds N events); and rebuilding the three projections from scratch into NATS KV.
@@ -133,7 +133,7 @@ async def main(total: int) -> dict[str, object]:
             print(f"  {'publish (JetStream acks)':<44} {total:>10,} {seconds:>9.3f} s {total / seconds:>12,.0f}/s",
                   file=sys.stderr)  # fmt: skip
             sample = min(total, NATS_PY_SAMPLE)
-            await timed("nats-py ordered consumer (Bus.follow)", rows, nats_py_ordered(bus, sample))
+            await timed("nats-py ordered consumer", rows, nats_py_ordered(bus, sample))
             await timed("nats-py pull fetch(1000)", rows, nats_py_fetch(bus, sample))
             await timed("replay_stored (raw, replay --json)", rows, raw_replay(bus, Selection()))
             await timed("replay (typed LogEvent)", rows, typed_replay(bus))

@@ -35,6 +35,7 @@ from switchboard.emulator.server import Emulator
 from switchboard.ingress.app import WEBHOOK_PATH, Ingress
 from switchboard.projector.service import Projector
 from switchboard.session.worker import SessionWorker
+from switchboard.shared import subscribe
 from switchboard.shared.bus import Bus
 from switchboard.shared.config import Secret, Settings
 from switchboard.shared.errors import BusUnavailable
@@ -108,9 +109,10 @@ async def _wait_for(bus: Bus, call_id: str, kind: str, timeout_s: float) -> list
     seen: list[CloudEvent] = []
 
     async def follow() -> None:
-        async for event in bus.follow(f"calls.{call_id}.>", from_start=True):
-            seen.append(event)
-            if event.kind == kind:
+        async for logged in subscribe.follow(bus, Selection(call=call_id), from_start=True):
+            assert logged.envelope is not None
+            seen.append(logged.envelope)
+            if logged.kind == kind:
                 return
 
     await asyncio.wait_for(follow(), timeout_s)

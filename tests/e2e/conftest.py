@@ -13,6 +13,7 @@ from switchboard.emulator.server import Emulator
 from switchboard.shared.bus import Bus
 from switchboard.shared.config import Settings
 from switchboard.shared.events import CloudEvent
+from tests.reading import stored
 from tests.waiting import eventually
 
 
@@ -41,15 +42,7 @@ async def call_events(bus: Bus, call_id: str, *, until: str = "ended", timeout_s
     """All events of one call from the log, once an event of kind `until` is there."""
 
     async def read() -> list[CloudEvent] | None:
-        seen: list[CloudEvent] = []
-        info = await bus.js.stream_info("CALLS", subjects_filter=f"calls.{call_id}.>")
-        total = sum((info.state.subjects or {}).values())
-        if total == 0:
-            return None
-        async for event in bus.follow(f"calls.{call_id}.>", from_start=True):
-            seen.append(event)
-            if len(seen) >= total:
-                break
+        seen = await stored(bus, call_id)
         return seen if any(e.kind == until for e in seen) else None
 
     result = await eventually(read, timeout=timeout_s, interval=0.1, what=f"{call_id} has {until}")

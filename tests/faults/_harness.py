@@ -37,6 +37,7 @@ from switchboard.shared import events
 from switchboard.shared.bus import Bus, StreamSettings
 from switchboard.shared.errors import BusUnavailable
 from switchboard.shared.events import CloudEvent
+from tests.reading import stored
 from tests.waiting import eventually
 
 LOOPBACK = "127.0.0.1"
@@ -470,7 +471,7 @@ class Log:
         return len(self.of(call_id, kind))
 
 
-async def read_log(bus: Bus, subject: str = f"{events.SUBJECT_ROOT}.>", timeout_s: float = 30.0) -> Log:
+async def read_log(bus: Bus, timeout_s: float = 30.0) -> Log:
     """Read the stream from its start up to what it holds now (trying again while NATS recovers)."""
     async with asyncio.timeout(timeout_s):
         while True:
@@ -478,12 +479,9 @@ async def read_log(bus: Bus, subject: str = f"{events.SUBJECT_ROOT}.>", timeout_
                 info = await bus.js.stream_info(events.STREAM)
                 seen: list[CloudEvent] = []
                 if info.state.messages:
-                    async for event in bus.follow(subject, from_start=True):
-                        seen.append(event)
-                        if len(seen) >= info.state.messages:
-                            break
+                    seen = await stored(bus)
                 return Log(seen)
-            except (nats.errors.Error, TimeoutError):
+            except (nats.errors.Error, TimeoutError, BusUnavailable):
                 await asyncio.sleep(0.2)
 
 
@@ -502,10 +500,7 @@ async def subject_events(bus: Bus, call_id: str, kind: str) -> list[CloudEvent]:
     found: list[CloudEvent] = []
     if wanted:
         async with asyncio.timeout(10):
-            async for event in bus.follow(events.subject(call_id, kind), from_start=True):
-                found.append(event)
-                if len(found) >= wanted:
-                    break
+            found = await stored(bus, call_id, kind)
     return found
 
 

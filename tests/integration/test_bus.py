@@ -1,15 +1,14 @@
-"""The bus seam against a real nats-server: the stream, dedup, conditional publish, following."""
+"""The bus seam against a real nats-server: the stream, dedup, conditional publish, pipelined batches."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 
 from switchboard.shared.bus import Bus
 from switchboard.shared.errors import AlreadyRecorded, BusUnavailable
-from switchboard.shared.events import CloudEvent
+from tests.reading import stored as log_of
 from tests.waiting import eventually
 
 
@@ -36,24 +35,6 @@ async def test_conditional_publish_refuses_a_second_event_on_a_subject(bus: Bus)
     assert last is not None and last.data == {"action": "accept"}
 
 
-async def test_follow_from_start_yields_events_in_order(bus: Bus) -> None:
-    """Following from the start replays stored events in publish order, then new ones."""
-    for i in range(3):
-        await bus.record("rtc_c", f"k{i}", {"i": i})
-    seen: list[str] = []
-
-    async def collect() -> None:
-        async for event in bus.follow("calls.rtc_c.>", from_start=True):
-            seen.append(event.kind)
-            if len(seen) == 4:
-                return
-
-    task = asyncio.create_task(collect())
-    await bus.record("rtc_c", "k3", {"i": 3})
-    await asyncio.wait_for(task, 5)
-    assert seen == ["k0", "k1", "k2", "k3"]
-
-
 async def test_connecting_to_no_server_gives_up_when_told_with_a_clear_error() -> None:
     """With give_up_after_s, an unreachable NATS ends in BusUnavailable naming the server (no password)."""
     from switchboard.cli.natsserver import free_port
@@ -70,7 +51,7 @@ async def test_a_pipelined_batch_is_stored_in_order_and_once(bus: Bus) -> None:
     batch = [(bus.event("rtc_p", f"rt.e{i}", {"i": i}), f"rtc_p:e{i}") for i in range(50)]
     await bus.confirm(await bus.send_many(batch))
     await bus.confirm(await bus.send_many(batch))
-    stored = [e.data["i"] async for e in _stored(bus, "calls.rtc_p.>", 50)]
+    stored = [e.data["i"] for e in await log_of(bus, "rtc_p")]
     assert stored == list(range(50))
     info = await bus.js.stream_info("CALLS")
     assert info.state.messages == 50
@@ -125,12 +106,3 @@ async def test_a_work_queue_fetches_what_is_pending_in_one_go(bus: Bus) -> None:
         await bus.record(f"rtc_s{i}", "several", {})
     deliveries = await asyncio.wait_for(queue.fetch(4, timeout_s=60), 10)
     assert [d.subject for d in deliveries] == [f"calls.rtc_s{i}.several" for i in range(4)]
-
-
-async def _stored(bus: Bus, subject: str, count: int) -> AsyncIterator[CloudEvent]:
-    seen = 0
-    async for event in bus.follow(subject, from_start=True):
-        yield event
-        seen += 1
-        if seen == count:
-            return

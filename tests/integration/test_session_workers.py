@@ -24,6 +24,7 @@ from switchboard.shared.events import CloudEvent, SessionLease, UpstreamOutcome,
 from switchboard.shared.openai import CallsClient, Sideband, sideband_session
 from tests.e2e.conftest import attached_call, call_events
 from tests.processes import Proc, spawn
+from tests.reading import stored
 from tests.waiting import eventually
 
 POLICY = """
@@ -114,12 +115,7 @@ async def kinds_of(bus: Bus, call_id: str, kind: str) -> list[CloudEvent]:
     info = await bus.js.stream_info("CALLS", subjects_filter=f"calls.{call_id}.{kind}")
     if not sum((info.state.subjects or {}).values()):
         return []
-    found = []
-    async for event in bus.follow(f"calls.{call_id}.{kind}", from_start=True):
-        found.append(event)
-        if len(found) == sum((info.state.subjects or {}).values()):
-            break
-    return found
+    return await stored(bus, call_id, kind)
 
 
 async def test_a_burst_never_exceeds_any_workers_cap_and_every_call_is_served(

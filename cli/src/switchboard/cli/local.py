@@ -34,6 +34,7 @@ from switchboard.shared.errors import ConfigError
 from switchboard.shared.events import CloudEvent
 from switchboard.shared.lifecycle import Service
 from switchboard.shared.logging import get_logger
+from switchboard.shared.subscribe import follow
 
 log = get_logger(__name__)
 
@@ -225,7 +226,10 @@ async def run_demo(
     expected: dict[str, SampleCall] = {}
 
     async def show() -> None:
-        async for event in watcher.follow(since=started):
+        async for logged in follow(watcher, since=started):
+            event = logged.envelope
+            if event is None:  # not a CloudEvent: nothing the demo shows
+                continue
             summary = summaries.setdefault(event.call_id, CallSummary(call_id=event.call_id))
             _observe(summary, event)
             if highlight(event):

@@ -64,6 +64,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     worker_name: str = ""
     log_format: str = "console"
     log_level: str = "info"
+    nats_fast_path: bool = True
 
     def require_nats_url(self) -> str:
         if not self.nats_url:
@@ -109,6 +110,17 @@ def _float(env: Mapping[str, str], name: str, default: float, minimum: float | N
     return value
 
 
+def _switch(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "on", "true", "yes"):
+        return True
+    if raw in ("0", "off", "false", "no"):
+        return False
+    raise ConfigError(f"{name} must be 'on' or 'off', got {raw!r}")
+
+
 def load(env: Mapping[str, str] | None = None) -> Settings:
     """Build `Settings` from an environment mapping (default: the process environment)."""
     env = os.environ if env is None else env
@@ -139,4 +151,5 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         worker_name=env.get("SWITCHBOARD_WORKER") or f"{socket.gethostname()}-{os.getpid()}",
         log_format=log_format,
         log_level=env.get("LOG_LEVEL", "info").lower(),
+        nats_fast_path=_switch(env, "SWITCHBOARD_NATS_FAST_PATH", True),
     )

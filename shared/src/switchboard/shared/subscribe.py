@@ -3,21 +3,25 @@
 Three ways to read ``calls.>``, each yielding `LogEvent`s (typed payloads, see `shared.schema`):
 
 - `follow(bus, selection, ...)` — live: events stored from now, or from a time / sequence / the start
-  first; never ends. In order, no gaps, no repeats, across reconnects.
+  first; never ends. In order, no gaps, no repeats, across reconnects and server restarts.
 - `replay(bus, selection, ...)` — history: the stored events from a point up to now (or `until`), then
   it ends. `replay_stored` gives the same as raw stored messages in batches (the fast path for exports).
 - `Durable(bus, name, selection)` — a named subscription that remembers its position on the server: run
   it, stop it, restart it (another process, after a crash) and it resumes after the last event its
-  handler finished. Delivery is **at least once**: each event is acknowledged after the handler
-  returns, so an event being handled when the process died is delivered again after ``ack_wait_s``. For
-  exactly-once *effects*, make the handler idempotent by `LogEvent.seq` (the stream sequence, unique and
-  increasing; the projections keep the last applied seq per key) or by `LogEvent.id`.
+  handler finished. The handler may return what to do with the event (`Retry`, `Drop`; nothing means
+  done). Delivery is **at least once**: each event is acknowledged after the handler returns, so an
+  event being handled when the process died is delivered again after ``ack_wait_s``. For exactly-once
+  *effects*, make the handler idempotent by `LogEvent.seq` (the stream sequence, unique and increasing; the
+  projections keep the last applied seq per key) or by `LogEvent.id`.
 
 A `Selection` picks events by call id and kind globs (``ended``, ``session.*``, ``rt.*``). It becomes
 server-side subject filters (``calls.<id>.>``, ``calls.*.ended``) so JetStream sends only matching
 events — a one-call replay reads that call's events, not the stream — and globs that subjects cannot
 express (``*.done``) are applied here as well. Unknown kinds and malformed events are still delivered
 (raw data, `LogEvent.problem` set) and logged: a subscriber never crashes on one.
+
+`follow`, `replay` and `replay_stored` read through `shared.pullreader`; `Durable` runs on the bus's one
+consumer runner (`shared.bus.consume.WorkQueue`), ordered.
 """
 
 from __future__ import annotations
@@ -31,12 +35,11 @@ from datetime import datetime, timedelta
 import msgspec
 import nats.errors
 import nats.js.errors
-from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig
 
 from switchboard.shared import events
-from switchboard.shared.bus import Bus, fetch_ready, sleep_or_stop
+from switchboard.shared.bus import Ack, Bus, Delivery, Drop, Outcome, Retry, WorkQueue
 from switchboard.shared.errors import SwitchboardError
 from switchboard.shared.logging import get_logger
 from switchboard.shared.pullreader import PullReader, Start, Stored
@@ -44,8 +47,10 @@ from switchboard.shared.schema import LogEvent, from_stored
 
 __all__ = [
     "EVERYTHING",
+    "Drop",
     "Durable",
     "LogEvent",
+    "Retry",
     "Selection",
     "Start",
     "Stored",
@@ -192,9 +197,11 @@ async def replay(
     since: datetime | timedelta | None = None,
     until: datetime | None = None,
     after_seq: int | None = None,
+    stop_seq: int | None = None,
 ) -> AsyncIterator[LogEvent]:
-    """The stored events of `selection` from the start (or `since` / after `after_seq`) up to now or `until`."""
-    async for batch in replay_stored(bus, selection, since=since, until=until, after_seq=after_seq):
+    """The stored events of `selection` from the start (or `since` / after `after_seq`) up to now, `until`
+    or the stream sequence `stop_seq`."""
+    async for batch in replay_stored(bus, selection, since=since, until=until, after_seq=after_seq, stop_seq=stop_seq):
         for event in _typed(selection, batch):
             yield event
 
@@ -209,38 +216,26 @@ async def follow(
 ) -> AsyncIterator[LogEvent]:
     """Events of `selection` as they are stored (first from `since`, the start or after `after_seq`). Never ends.
 
-    Live following is nats-py's ordered consumer: it resumes by itself after a reconnect or a server
-    restart, without gaps or repeats. (Bounded reads use the faster `replay_stored` reader instead.)
+    After a reconnect, a server restart or a stalled consumer it resumes after the last event it
+    delivered: in order, without gaps or repeats.
     """
-    subjects = selection.subjects()
-    config = ConsumerConfig(
-        **_start(since, from_start, after_seq).consumer_fields(),  # type: ignore[arg-type]
-        filter_subjects=subjects if len(subjects) > 1 else None,
-    )
-    sub = await bus.js.subscribe(
-        subjects[0] if len(subjects) == 1 else f"{events.SUBJECT_ROOT}.>",
-        stream=events.STREAM, ordered_consumer=True, config=config, idle_heartbeat=1.0,
-    )  # fmt: skip
-    try:
-        async for msg in sub.messages:
-            meta = msg.metadata
-            stored = Stored(meta.sequence.stream, msg.subject, int(meta.timestamp.timestamp() * 1e9), bytes(msg.data))
-            for event in _typed(selection, [stored]):
-                yield event
-    finally:
-        with contextlib.suppress(Exception):
-            await sub.unsubscribe()
+    reader = PullReader(bus, selection.subjects(), start=_start(since, from_start, after_seq), follow=True, batch=1000)
+    async for batch in reader.batches():
+        for event in _typed(selection, batch):
+            yield event
 
 
-Handler = Callable[[LogEvent], Awaitable[None]]
+Handler = Callable[[LogEvent], Awaitable[Outcome | None]]
+"""A subscriber's handler: return nothing (done), `Retry(delay_s)` or `Drop(reason)`; raising retries."""
 
 
 class Durable:
     """A named, server-side subscription: restarts resume after the last event the handler finished.
 
     One JetStream durable pull consumer per name (explicit acks). Events are handed to the handler one
-    at a time, in stream order. A handler that raises is retried with backoff (the event is held, not
-    skipped, so order is kept) up to `max_attempts`, then the event is logged and skipped. Run one
+    at a time, in stream order. A handler that raises or returns `Retry` is called again (with backoff,
+    or after the delay it asked for: the event is held, not skipped, so order is kept) up to
+    `max_attempts`, then the event is logged and skipped; `Drop` skips it at once. Run one
     process per name for strict order; several processes on one name share the events between them.
     """
 
@@ -314,52 +309,22 @@ class Durable:
 
     async def run(self, handler: Handler, stop: asyncio.Event) -> None:
         """Hand events to `handler` until `stop` is set; on return every handled event is acknowledged."""
-        sub = await self._bind()
+        queue = WorkQueue(await self._bind(), self.name)
+
+        async def handle(delivery: Delivery) -> Outcome:
+            event = from_stored(delivery.stream_seq, delivery.subject, delivery.data)
+            if not self.selection.matches(event.call_id, event.kind):
+                return Ack()
+            if event.problem is not None and delivery.attempt == 1:
+                log.warning("event_delivered_raw", subscription=self.name, seq=event.seq, problem=event.problem)
+            return await handler(event) or Ack()
+
         try:
-            while not stop.is_set():
-                try:
-                    msgs = await fetch_ready(sub, self._batch, 0.5)
-                except (TimeoutError, nats.errors.TimeoutError):
-                    continue
-                except (nats.errors.Error, nats.js.errors.Error) as exc:
-                    log.warning("subscription_fetch_failed", subscription=self.name, error=str(exc))
-                    await sleep_or_stop(stop, 1.0)
-                    continue
-                for i, msg in enumerate(msgs):
-                    if stop.is_set():
-                        # Not handled: hand the rest back at once instead of after ack_wait.
-                        for rest in msgs[i:]:
-                            with contextlib.suppress(Exception):
-                                await rest.nak()
-                        break
-                    await self._handle(handler, msg, stop)
+            await queue.run(
+                handle, stop, concurrency=self._batch, fetch_batch=self._batch, ordered=True,
+                max_attempts=self._max_attempts, heartbeat_s=self._ack_wait_s / 3,
+            )  # fmt: skip
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._bus.nc.flush(), 5.0)  # the acks reach the server before we go
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
-
-    async def _handle(self, handler: Handler, msg: Msg, stop: asyncio.Event) -> None:
-        event = from_stored(msg.metadata.sequence.stream, msg.subject, msg.data)
-        if event.problem is not None:
-            log.warning("event_delivered_raw", subscription=self.name, seq=event.seq, problem=event.problem)
-        if not self.selection.matches(event.call_id, event.kind):
-            await msg.ack()
-            return
-        for attempt in range(1, self._max_attempts + 1):
-            try:
-                await handler(event)
-                break
-            except Exception:
-                log.exception("subscriber_failed", subscription=self.name, seq=event.seq, attempt=attempt)
-                if attempt == self._max_attempts:
-                    log.error("event_skipped", subscription=self.name, seq=event.seq, kind=event.kind)
-                    break
-                with contextlib.suppress(Exception):
-                    await msg.in_progress()
-                await sleep_or_stop(stop, min(0.2 * 2**attempt, 10.0))
-                if stop.is_set():  # not handled: it is delivered again when the subscription next runs
-                    with contextlib.suppress(Exception):
-                        await msg.nak()
-                    return
-        await msg.ack()
+            await queue.unsubscribe()

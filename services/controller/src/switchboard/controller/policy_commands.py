@@ -12,13 +12,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import nats.errors
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from switchboard.controller.policy import Policy, PolicyError, load_policy, parse_policy
 from switchboard.controller.policy_source import POLICY_BUCKET, POLICY_KEY, push_policy
@@ -28,15 +26,14 @@ from switchboard.shared.bus import ONE_SHOT_CONNECT_S, Bus
 from switchboard.shared.config import Settings
 from switchboard.shared.errors import BusUnavailable
 from switchboard.shared.logging import get_logger
+from switchboard.shared.subscribe import Selection, replay
 
 log = get_logger(__name__)
 
 WARMUP = timedelta(hours=1)
 """How far before ``--since`` events are read, so calls already live then count towards capacity."""
 
-_FETCH_BATCH = 512
-_FETCH_TIMEOUT_S = 2.0
-_MAX_EMPTY_FETCHES = 5
+_STREAM_INFO_TIMEOUT_S = 4.0
 
 
 def _print_problems(error: PolicyError) -> None:
@@ -62,51 +59,15 @@ async def read_log(bus: Bus, *, since: datetime, kinds: tuple[str, ...] = KINDS)
     held at the start, or when the consumer has nothing pending.
     """
     try:
-        info = await asyncio.wait_for(bus.js.stream_info(events.STREAM), _FETCH_TIMEOUT_S * 2)
+        info = await asyncio.wait_for(bus.js.stream_info(events.STREAM), _STREAM_INFO_TIMEOUT_S)
     except (TimeoutError, nats.errors.Error) as exc:
         raise BusUnavailable(f"cannot read stream {events.STREAM}: {type(exc).__name__}") from exc
-    last = info.state.last_seq
     if not info.state.messages:
         return []
-    config = ConsumerConfig(
-        deliver_policy=DeliverPolicy.BY_START_TIME,
-        opt_start_time=since,
-        ack_policy=AckPolicy.NONE,
-        filter_subjects=[f"{events.SUBJECT_ROOT}.*.{kind}" for kind in kinds],
-        inactive_threshold=30.0,  # the server removes it if we die mid-read
-        mem_storage=True,
-    )
-    try:
-        sub = await asyncio.wait_for(
-            bus.js.pull_subscribe("", stream=events.STREAM, config=config), _FETCH_TIMEOUT_S * 2
-        )
-    except (TimeoutError, nats.errors.Error) as exc:
-        raise BusUnavailable(f"cannot read stream {events.STREAM}: {type(exc).__name__}") from exc
     found: list[events.CloudEvent] = []
-    empty = 0
-    try:
-        pending = (await asyncio.wait_for(sub.consumer_info(), _FETCH_TIMEOUT_S)).num_pending
-        while pending:
-            try:
-                msgs = await sub.fetch(_FETCH_BATCH, timeout=_FETCH_TIMEOUT_S)
-            except (TimeoutError, nats.errors.TimeoutError):
-                empty += 1
-                if empty >= _MAX_EMPTY_FETCHES:
-                    raise BusUnavailable(f"reading {events.STREAM} stalled with {pending} events left") from None
-                continue
-            for msg in msgs:
-                if msg.metadata.sequence.stream > last:
-                    return found
-                try:
-                    found.append(events.decode(msg.data))
-                except ValueError as exc:  # msgspec's decode errors are ValueErrors
-                    log.warning("undecodable_event", subject=msg.subject, error=str(exc))
-                pending = msg.metadata.num_pending
-                if msg.metadata.sequence.stream == last:
-                    return found
-    finally:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(sub.unsubscribe(), _FETCH_TIMEOUT_S)
+    async for event in replay(bus, Selection(kinds=kinds), since=since, stop_seq=info.state.last_seq):
+        if event.envelope is not None:  # not a CloudEvent: `replay` has logged it
+            found.append(event.envelope)
     return found
 
 

@@ -33,7 +33,6 @@ from typing import Any
 import msgspec
 import nats.errors
 import nats.js.errors
-from nats.js.api import KeyValueConfig
 
 from switchboard.controller.policy import (
     POLICY_MAX_BYTES,
@@ -87,20 +86,13 @@ def policy_version(text: str) -> str:
 
 async def policy_bucket(bus: Bus, *, bucket: str = POLICY_BUCKET, timeout_s: float = _KV_TIMEOUT_S) -> Any:
     """The KV bucket policies are pushed to, created (replicated like the CALLS stream) if missing."""
-    try:
-        try:
-            return await asyncio.wait_for(bus.js.key_value(bucket), timeout_s)
-        except nats.js.errors.BucketNotFoundError:
-            config = KeyValueConfig(
-                bucket=bucket,
-                description="Switchboard routing policies (YAML); key 'current' is in force",
-                history=_BUCKET_HISTORY,
-                max_value_size=POLICY_MAX_BYTES,
-                replicas=bus.stream_settings.replicas,
-            )
-            return await asyncio.wait_for(bus.js.create_key_value(config), timeout_s)
-    except (TimeoutError, nats.errors.Error) as exc:
-        raise BusUnavailable(f"policy bucket {bucket} unavailable: {type(exc).__name__} {exc}") from exc
+    return await bus.key_value(
+        bucket,
+        description="Switchboard routing policies (YAML); key 'current' is in force",
+        history=_BUCKET_HISTORY,
+        max_value_size=POLICY_MAX_BYTES,
+        timeout_s=timeout_s,
+    )
 
 
 async def push_policy(bus: Bus, text: str, *, source: str, timeout_s: float = _KV_TIMEOUT_S) -> tuple[str, int]:

@@ -32,7 +32,7 @@ from switchboard.session.lease import LeaseRecord, superseded
 from switchboard.session.relay import Publisher
 from switchboard.session.telemetry import SessionMetrics
 from switchboard.shared import events
-from switchboard.shared.bus import Bus, Delivery, WorkQueue, connected
+from switchboard.shared.bus import Bus, Delivery, InProgress, Outcome, Retry, WorkQueue, connected
 from switchboard.shared.config import Secret, Settings
 from switchboard.shared.errors import BusUnavailable, LeaseLost
 from switchboard.shared.health import HealthServer
@@ -79,7 +79,6 @@ class SessionWorker:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._held: dict[str, Delivery] = {}  # the deliveries the heartbeat keeps alive (the latest of each)
         self._leases_held: dict[str, Lease] = {}
-        self._slot_freed = asyncio.Event()
         self._stop = asyncio.Event()
         self._claiming_stopped = asyncio.Event()
         self._draining = False
@@ -144,7 +143,6 @@ class SessionWorker:
             return
         self.ready = False
         self._stop.set()
-        self._slot_freed.set()
         # Our last pull request must expire before calls are handed over, or the server could hand a
         # released call straight back to this leaving worker.
         with contextlib.suppress(TimeoutError):
@@ -161,37 +159,27 @@ class SessionWorker:
             await asyncio.wait(pending, timeout=5.0)
 
     async def _claim_loop(self, queue: WorkQueue) -> None:
-        while not self._stop.is_set():
-            if len(self._tasks) >= self.max_calls:
-                self._slot_freed.clear()
-                await self._slot_freed.wait()
-                continue
-            try:
-                # A few at a time, never more than the free slots: one round trip serves a burst, and
-                # waiting pull requests from all workers still share the claims out.
-                free = min(self.max_calls - len(self._tasks), _CLAIM_BATCH_MAX)
-                deliveries = await queue.fetch(free, timeout_s=_FETCH_WAIT_S)
-            except Exception as exc:  # the bus blinked: keep trying, never exit
-                log.warning("claim_fetch_failed", worker=self.worker, error=str(exc))
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), 1.0)
-                continue
-            for delivery in deliveries:
-                call_id = events.parse_subject(delivery.subject)[0]
-                if self._stop.is_set():
-                    await delivery.nak(0)
-                elif call_id in self._tasks:  # our own call came back (a beat was late)
-                    lease = self._leases_held.get(call_id)
-                    if lease is None or lease.lost:  # being let go: claim it afresh once that is done
-                        await delivery.nak(self.lease_s / 2)
-                        continue
-                    self._held[call_id] = delivery  # keep holding: beat (and finally ack) this delivery
-                    lease.redelivered(asyncio.get_running_loop().time())
-                    await delivery.in_progress()
-                else:
-                    task = asyncio.create_task(self._hold(call_id, delivery), name=f"call-{call_id}")
-                    self._tasks[call_id] = task
-                    task.add_done_callback(functools.partial(self._release_slot, call_id))
+        # A few at a time, never more than the free slots: one round trip serves a burst, and waiting
+        # pull requests from all workers still share the claims out. A held call's message is one slot.
+        await queue.run(
+            self._on_accepted, self._stop, concurrency=self.max_calls, fetch_batch=_CLAIM_BATCH_MAX,
+            fetch_wait_s=_FETCH_WAIT_S,
+        )  # fmt: skip
+
+    async def _on_accepted(self, delivery: Delivery) -> Outcome:
+        """An accepted call to hold: claim it in a task of its own, which settles the message when done."""
+        call_id = events.parse_subject(delivery.subject)[0]
+        if call_id in self._tasks:  # our own call came back (a beat was late)
+            lease = self._leases_held.get(call_id)
+            if lease is None or lease.lost:  # being let go: claim it afresh once that is done
+                return Retry(delay_s=self.lease_s / 2, reason="being let go")
+            self._held[call_id] = delivery  # keep holding: beat (and finally ack) this delivery
+            lease.redelivered(asyncio.get_running_loop().time())
+            return InProgress()
+        task = asyncio.create_task(self._hold(call_id, delivery), name=f"call-{call_id}")
+        self._tasks[call_id] = task
+        task.add_done_callback(functools.partial(self._release_slot, call_id))
+        return InProgress()
 
     async def _watch_waiting(self, queue: WorkQueue) -> None:
         """Keep the calls-waiting gauge current (the consumer's unclaimed backlog)."""
@@ -203,7 +191,6 @@ class SessionWorker:
     def _release_slot(self, call_id: str, _task: asyncio.Task[None]) -> None:
         self._tasks.pop(call_id, None)
         self.live.pop(call_id, None)
-        self._slot_freed.set()
 
     async def _on_claim_seen(self, subject: str, payload: bytes) -> None:
         """Someone claimed a call: if it is one of ours with a newer lease, we lost it — stop at once."""
@@ -312,6 +299,7 @@ class SessionWorker:
             with contextlib.suppress(Exception):
                 await delivery.term()
         finally:
+            delivery.let_go()  # settled above, or left for the server to deliver again: its slot is free
             self._held.pop(call_id, None)
             if lease is not None and self._leases_held.get(call_id) is lease:
                 del self._leases_held[call_id]

@@ -40,14 +40,11 @@ class ProjectionStore:
         """Bind (creating if needed) every projection's bucket."""
         for projection in self.projections:
             try:
-                try:
-                    kv = await asyncio.wait_for(self._bus.key_value(projection.name, ttl_s=self._ttl_s), _TIMEOUT_S)
-                except nats.js.errors.APIError:  # made meanwhile by another writer (a rebuild, a projector)
-                    kv = await asyncio.wait_for(self._bus.js.key_value(projection.name), _TIMEOUT_S)
-            except (TimeoutError, nats.errors.Error, nats.js.errors.Error) as exc:
+                kv = await self._bus.key_value(projection.name, ttl_s=self._ttl_s, timeout_s=_TIMEOUT_S)
+            except BusUnavailable as exc:
                 raise BusUnavailable(
                     f"could not open KV bucket {projection.name} (the projector creates it: has it run, and may "
-                    f"this NATS user read it?): {type(exc).__name__} {exc}".rstrip()
+                    f"this NATS user read it?): {exc}"
                 ) from exc
             self._buckets[projection.name] = kv
         return self

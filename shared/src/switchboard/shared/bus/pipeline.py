@@ -1,0 +1,197 @@
+"""Pipelined publishing: many events written out back to back, their acknowledgements awaited once.
+
+A relaying session worker stores thousands of events a second. `Pipeline.send` writes a batch out at
+once, in order, without waiting; `Pipeline.confirm` then waits for all of its acknowledgements and
+publishes again, one by one and in order, whatever was not stored (its ``Nats-Msg-Id`` makes that safe).
+
+Two ways to write a batch, chosen by ``SWITCHBOARD_NATS_FAST_PATH`` (`Settings.nats_fast_path`):
+
+- **fast** (the default): the batch goes to the connection as one write of ready-made ``HPUB`` frames,
+  through two private nats-py calls (``Client._send_command``, ``Client._flush_pending``); their
+  acknowledgements come back on one wildcard inbox and are decoded with msgspec. nats-py's
+  ``publish_async`` costs a future, a NUID and a stdlib JSON parse per message, more than the relay
+  does for the rest of it. nats-py is pinned by the lock, and `tests/unit/test_fast_paths.py` fails if
+  the private signatures used here change.
+- **public**: nats-py's ``JetStreamContext.publish_async``, one future per message. Slower, and only
+  public API: the switch to turn to if a nats-py upgrade breaks the fast path.
+
+Both store the same messages (the tests run the golden logs through each).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js import JetStreamContext
+
+from switchboard.shared import events
+from switchboard.shared.logging import get_logger
+
+log = get_logger(__name__)
+
+Batch = Sequence[tuple[events.CloudEvent, str | None]]
+"""Events to store, in order, each with its ``Nats-Msg-Id`` (or None)."""
+
+
+class SentBatch:
+    """A batch written out (`Pipeline.send`) and the acknowledgements it still waits for."""
+
+    __slots__ = ("batch", "confirmed", "done", "futures", "remaining", "replies")
+
+    def __init__(self, batch: Batch, done: asyncio.Future[None]) -> None:
+        self.batch = batch
+        self.confirmed = [False] * len(batch)
+        self.remaining = len(batch)
+        self.done = done
+        self.replies: list[str] = []  # fast path: the inbox subjects its acknowledgements come to
+        self.futures: list[asyncio.Future[Any]] = []  # public path: nats-py's acknowledgement futures
+
+    def acknowledged(self, index: int, stored: bool) -> None:
+        self.confirmed[index] = stored
+        self.remaining -= 1
+        if self.remaining == 0 and not self.done.done():
+            self.done.set_result(None)
+
+    def unconfirmed(self) -> list[tuple[int, events.CloudEvent, str | None]]:
+        return [(i, event, msg_id) for i, (event, msg_id) in enumerate(self.batch) if not self.confirmed[i]]
+
+
+def _acknowledged(sent: SentBatch, index: int, future: asyncio.Future[Any]) -> None:
+    sent.acknowledged(index, not future.cancelled() and future.exception() is None)
+
+
+class _PubAck(msgspec.Struct):
+    stream: str = ""
+    seq: int = 0
+    duplicate: bool = False
+    error: dict[str, Any] | None = None
+
+
+_pub_ack = msgspec.json.Decoder(_PubAck)
+_NO_NEWLINES = str.maketrans({"\r": " ", "\n": " "})
+
+
+def publish_frame(subject: str, reply: str, msg_id: str | None, payload: bytes) -> bytes:
+    """One NATS protocol publish: ``HPUB`` with a ``Nats-Msg-Id`` header, or plain ``PUB`` without one.
+
+    `subject` and `reply` are checked tokens (`events.subject`, the ack inbox); a message id comes
+    partly from OpenAI's ``event_id``, so line breaks in it are blanked as nats-py does for headers.
+    """
+    if msg_id is None:
+        return b"PUB %b %b %d\r\n%b\r\n" % (subject.encode(), reply.encode(), len(payload), payload)
+    header = b"NATS/1.0\r\nNats-Msg-Id: %b\r\n\r\n" % msg_id.translate(_NO_NEWLINES).strip().encode()
+    size = len(header) + len(payload)
+    return b"HPUB %b %b %d %d\r\n%b%b\r\n" % (subject.encode(), reply.encode(), len(header), size, header, payload)
+
+
+class _AckInbox:
+    """One wildcard inbox on the connection that routes every pipelined publish's acknowledgement."""
+
+    def __init__(self, nc: NATS) -> None:
+        self._nc = nc
+        self.prefix = nc.new_inbox() + "."
+        self._waiting: dict[str, tuple[SentBatch, int]] = {}
+        self._next = 0
+        self._sub: Subscription | None = None
+
+    async def start(self) -> None:
+        self._sub = await self._nc.subscribe(self.prefix + "*", cb=self._on_ack)
+
+    def reply_to(self, pending: SentBatch, index: int) -> str:
+        self._next += 1
+        token = str(self._next)
+        self._waiting[token] = (pending, index)
+        return self.prefix + token
+
+    def forget(self, replies: list[str]) -> None:
+        start = len(self.prefix)
+        for reply in replies:
+            self._waiting.pop(reply[start:], None)
+
+    async def _on_ack(self, msg: Msg) -> None:
+        waiting = self._waiting.pop(msg.subject[len(self.prefix) :], None)
+        if waiting is None:
+            return  # late: its batch already timed out and published it again
+        pending, index = waiting
+        try:
+            stored = _pub_ack.decode(msg.data).error is None if msg.data else False  # empty: a 503 status
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            stored = False
+        pending.acknowledged(index, stored)
+
+
+class Pipeline:
+    """Pipelined publishing on one connection, by the fast or the public path."""
+
+    def __init__(self, nc: NATS, js: JetStreamContext, *, fast: bool) -> None:
+        self._nc = nc
+        self._js = js
+        self.fast = fast
+        self._acks: _AckInbox | None = None
+
+    async def send(self, batch: Batch) -> SentBatch:
+        """Write `batch` out now, in order, without waiting for acknowledgements."""
+        sent = SentBatch(batch, asyncio.get_running_loop().create_future())
+        try:
+            if not self._nc.is_connected or self._nc.is_draining_pubs:  # never into the reconnect buffer
+                raise nats.errors.ConnectionClosedError
+            if self.fast:
+                await self._send_frames(sent)
+            else:
+                await self._send_public(sent)
+        except (TimeoutError, nats.errors.Error, nats.js.errors.Error) as exc:
+            log.warning("pipelined_publish_failed", error=str(exc) or type(exc).__name__)
+            if not sent.done.done():
+                sent.done.set_result(None)  # no acknowledgement will come: `confirm` publishes one by one
+        if sent.remaining == 0 and not sent.done.done():
+            sent.done.set_result(None)
+        return sent
+
+    async def _send_frames(self, sent: SentBatch) -> None:
+        if self._acks is None:
+            acks = _AckInbox(self._nc)
+            await acks.start()
+            self._acks = acks
+        nc = self._nc
+        frames: list[bytes] = []
+        for i, (event, msg_id) in enumerate(sent.batch):
+            reply = self._acks.reply_to(sent, i)
+            sent.replies.append(reply)
+            payload = events.encode(event)
+            if len(payload) <= nc.max_payload:
+                frames.append(publish_frame(events.subject(event.call_id, event.kind), reply, msg_id, payload))
+            else:  # the server would drop the connection for it: left unconfirmed, `confirm` reports it
+                sent.remaining -= 1
+        await nc._send_command(b"".join(frames))
+        await nc._flush_pending()
+
+    async def _send_public(self, sent: SentBatch) -> None:
+        for i, (event, msg_id) in enumerate(sent.batch):
+            payload = events.encode(event)
+            if len(payload) > self._nc.max_payload:
+                sent.remaining -= 1
+                continue
+            headers = {"Nats-Msg-Id": msg_id.translate(_NO_NEWLINES).strip()} if msg_id is not None else None
+            future = await self._js.publish_async(events.subject(event.call_id, event.kind), payload, headers=headers)
+            sent.futures.append(future)
+            future.add_done_callback(functools.partial(_acknowledged, sent, i))
+
+    async def wait(self, sent: SentBatch, timeout_s: float) -> None:
+        """Wait (at most `timeout_s`) for a sent batch's acknowledgements, then stop waiting for the rest."""
+        if not sent.done.done():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(sent.done), timeout_s)
+        if self._acks is not None:
+            self._acks.forget(sent.replies)
+        for future in sent.futures:
+            future.cancel()  # frees nats-py's slot for it; what it did not confirm is published again

@@ -1,0 +1,156 @@
+"""The fast paths and nats-py's public API store and read the same log; a garbled server line is survived."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import msgspec
+import pytest
+
+from switchboard.cli.natsserver import NatsServer
+from switchboard.shared import events
+from switchboard.shared.bus import Bus
+from switchboard.shared.errors import BusUnavailable
+from switchboard.shared.subscribe import Selection, replay, replay_stored
+from tests.golden import LOGS
+
+PATHS = pytest.mark.parametrize("fast_path", [True, False], ids=["fast-path", "public-api"])
+
+
+@contextlib.asynccontextmanager
+async def _bus(url: str, *, fast_path: bool) -> AsyncIterator[Bus]:
+    bus = await Bus.connect(url, name="t", give_up_after_s=5, fast_path=fast_path)
+    try:
+        await bus.ensure_stream()
+        yield bus
+    finally:
+        await bus.close()
+
+
+def _golden(name: str) -> list[bytes]:
+    return [line for line in (LOGS / name).read_bytes().splitlines() if line.strip()]
+
+
+async def _store_pipelined(bus: Bus, lines: list[bytes]) -> None:
+    """Each line as the relay stores events (`send_many`); a line that is no event, as it is."""
+    batch: list[tuple[events.CloudEvent, str | None]] = []
+    for line in lines:
+        try:
+            batch.append((events.decode(line), None))
+        except msgspec.ValidationError:
+            await bus.confirm(await bus.send_many(batch))
+            batch = []
+            await bus.js.publish("calls.rtc_edge_odd.garbage", line, stream=events.STREAM)
+    await bus.confirm(await bus.send_many(batch))
+
+
+@PATHS
+@pytest.mark.parametrize("log", ["spine_v0.jsonl", "edge_cases.jsonl"])
+async def test_a_golden_log_pipelined_in_and_replayed_out_comes_back_as_recorded(
+    nats_server: NatsServer, fast_path: bool, log: str
+) -> None:
+    """Stored with `send_many` and read back with `replay_stored`, every event is the recorded one, in order."""
+    lines = _golden(log)
+    async with _bus(nats_server.url, fast_path=fast_path) as bus:
+        await _store_pipelined(bus, lines)
+        stored = [m.data async for batch in replay_stored(bus) for m in batch]
+        typed = [e async for e in replay(bus)]
+    assert len(stored) == len(lines)
+    for line, data in zip(lines, stored, strict=True):
+        try:
+            assert events.decode(data) == events.decode(line)
+        except msgspec.ValidationError:
+            assert data == line
+    assert [e.seq for e in typed] == list(range(1, len(lines) + 1))
+
+
+@PATHS
+async def test_a_one_call_replay_reads_the_same_events_by_either_path(nats_server: NatsServer, fast_path: bool) -> None:
+    """``replay --call`` by either path returns that call's events only, with their store times."""
+    async with _bus(nats_server.url, fast_path=True) as writer:
+        for i in range(30):
+            await writer.record(f"rtc_{i % 3}", f"k{i}", {"i": i})
+    async with _bus(nats_server.url, fast_path=fast_path) as bus:
+        seen = [e async for e in replay(bus, Selection(call="rtc_1"))]
+        raw = [m async for batch in replay_stored(bus, Selection(call="rtc_1")) for m in batch]
+    assert [e.kind for e in seen] == [f"k{i}" for i in range(1, 30, 3)]
+    assert all(m.time_ns > 1_700_000_000 * 10**9 for m in raw)
+
+
+class _GarblingProxy:
+    """A TCP proxy in front of nats-server that garbles the first stored message sent to chosen connections."""
+
+    def __init__(self, upstream_port: int, *, garble: set[int]) -> None:
+        self._upstream_port = upstream_port
+        self._garble = garble  # which connections (0 = the first accepted) get one garbled message
+        self._accepted = 0
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.garbled = 0
+
+    async def start(self) -> str:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        port = self._server.sockets[0].getsockname()[1]
+        return f"nats://127.0.0.1:{port}"
+
+    async def _serve(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        index, self._accepted = self._accepted, self._accepted + 1
+        server_r, server_w = await asyncio.open_connection("127.0.0.1", self._upstream_port)
+        up = asyncio.create_task(self._pipe(client_r, server_w, garble=False))
+        down = asyncio.create_task(self._pipe(server_r, client_w, garble=index in self._garble))
+        self._tasks.update((up, down))
+        await asyncio.wait((up, down), return_when=asyncio.FIRST_COMPLETED)
+        for w in (client_w, server_w):
+            w.close()
+
+    async def _pipe(self, r: asyncio.StreamReader, w: asyncio.StreamWriter, *, garble: bool) -> None:
+        with contextlib.suppress(OSError, ConnectionError):
+            while chunk := await r.read(65536):
+                if garble and b"MSG calls." in chunk:
+                    chunk = chunk.replace(b"MSG calls.", b"MSG\x00calls.", 1)
+                    garble = False
+                    self.garbled += 1
+                w.write(chunk)
+                await w.drain()
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+async def test_a_garbled_line_from_the_server_makes_a_replay_resume_without_gaps_or_repeats(
+    nats_server: NatsServer, bus: Bus
+) -> None:
+    """The reader's connection gets a malformed line: the replay resumes after the last event it delivered."""
+    for i in range(300):
+        await bus.record(f"rtc_{i % 7}", f"k{i}", {"i": i})
+    proxy = _GarblingProxy(nats_server.port, garble={1})  # 0 is the bus's own connection, 1 the reader's
+    via = await Bus.connect(await proxy.start(), name="t", give_up_after_s=5)
+    try:
+        seqs = [m.seq async for batch in replay_stored(via, batch=50) for m in batch]
+    finally:
+        await via.close()
+        await proxy.close()
+    assert proxy.garbled == 1
+    assert seqs == list(range(1, 301))
+
+
+async def test_a_server_that_keeps_sending_garbage_fails_a_replay_with_one_clear_error(
+    nats_server: NatsServer, bus: Bus
+) -> None:
+    """Every reader connection garbled: the replay gives up with one BusUnavailable quoting the bad line."""
+    for i in range(10):
+        await bus.record("rtc_g", f"k{i}", {"i": i})
+    proxy = _GarblingProxy(nats_server.port, garble=set(range(1, 100)))
+    via = await Bus.connect(await proxy.start(), name="t", give_up_after_s=5)
+    try:
+        with pytest.raises(BusUnavailable, match=r"replay failed after 4 attempts: unexpected line from the NATS"):
+            _ = [m async for batch in replay_stored(via) for m in batch]
+    finally:
+        await via.close()
+        await proxy.close()
