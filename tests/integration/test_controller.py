@@ -252,7 +252,7 @@ async def test_a_refer_command_for_an_unknown_call_fails_clearly(system: LocalSy
     reply = await bus.request("cmd.rtc_unknown.refer", b'{"target_uri": "tel:+14155550123"}', timeout_s=5)
     assert msgspec.json.decode(reply) == {"ok": False, "error": "the call is not live"}
     bad = await bus.request("cmd.rtc_unknown.refer", b'{"target_uri": "mailto:x"}', timeout_s=5)
-    assert msgspec.json.decode(bad)["error"] == "refer needs a target_uri starting with tel: or sip:"
+    assert msgspec.json.decode(bad)["error"] == "target_uri must start with tel:, sip: or sips: (e.g. tel:+14155550123)"
 
 
 async def test_a_refer_the_carrier_never_completes_is_flagged(system: LocalSystem, bus: Bus) -> None:

@@ -135,13 +135,30 @@ async def test_reject_uses_the_given_status(wired_emulator: Emulator, sdk: opena
 
 
 async def test_refer_requires_tel_or_sip_uri(wired_emulator: Emulator) -> None:
-    """A refer to anything but a tel: or sip: URI is 400 on param target_uri; the call keeps ringing."""
+    """A refer to anything but a tel:, sip: or sips: URI is 400 on param target_uri; the call keeps ringing."""
     call_id = ring(wired_emulator)
-    for body in ({"target_uri": "https://example.com"}, {"target_uri": "+14155550123"}, {}):
+    for body in ({"target_uri": "https://example.com"}, {"target_uri": "+14155550123"}, {"target_uri": "tel:"}, {}):
         response = await rest(wired_emulator, call_id, "refer", body)
         assert response.status_code == 400
         assert response.json()["error"]["param"] == "target_uri"
     assert wired_emulator.calls[call_id].state == "ringing"
+
+
+async def test_a_refused_refer_target_is_explained_as_switchboard_explains_it(wired_emulator: Emulator) -> None:
+    """The 400 for a bad target_uri carries the problem `switchboard.shared.sip` names, and the value."""
+    response = await rest(wired_emulator, ring(wired_emulator), "refer", {"target_uri": "mailto:desk@example.com"})
+    assert response.json()["error"]["message"] == (
+        "Invalid 'target_uri': must start with tel:, sip: or sips: (e.g. tel:+14155550123), "
+        "got 'mailto:desk@example.com'."
+    )
+
+
+async def test_refer_to_a_sips_uri_is_recorded(wired_emulator: Emulator, sdk: openai.AsyncOpenAI) -> None:
+    """A refer to sips: is accepted like sip:: state referred, target recorded."""
+    call_id = ring(wired_emulator)
+    await sdk.realtime.calls.refer(call_id, target_uri="sips:desk@pbx.example.com")
+    record = wired_emulator.calls[call_id]
+    assert (record.state, record.target_uri) == ("referred", "sips:desk@pbx.example.com")
 
 
 async def test_refer_of_ringing_call_is_recorded(wired_emulator: Emulator, sdk: openai.AsyncOpenAI) -> None:

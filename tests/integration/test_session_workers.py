@@ -269,6 +269,36 @@ async def test_end_call_hangs_up_after_the_goodbye(
     assert record.server_event_types()[-1] == "response.done"  # the goodbye finished before the hangup
 
 
+async def test_transfer_call_to_a_sips_uri_refers_the_call(
+    front: LocalSystem, bus: Bus, start_worker: Callable[[str], Awaitable[SessionWorker]]
+) -> None:
+    """The built-in transfer_call with a sips: target refers the call there: ended with reason referred."""
+    emulator = front.emulator
+    assert emulator is not None
+    await start_worker("w1")
+    target = {"target_uri": "sips:desk@pbx.example.com"}
+    script = Script("transfer", (Say("Hello!"), AskTool("Put me through.", "transfer_call", target), Pause(30)))
+    call_id = emulator.place_call("+14155550101", "+18005550100", script=script)
+    events = await call_events(bus, call_id)
+    assert [e.data["reason"] for e in events if e.kind == "ended"] == ["referred"]
+    assert emulator.calls[call_id].target_uri == "sips:desk@pbx.example.com"
+
+
+async def test_transfer_call_to_a_bad_target_tells_the_model_why_and_the_call_goes_on(
+    front: LocalSystem, bus: Bus, start_worker: Callable[[str], Awaitable[SessionWorker]]
+) -> None:
+    """transfer_call with a target the shared check refuses answers the model with that problem; no refer."""
+    emulator = front.emulator
+    assert emulator is not None
+    await start_worker("w1")
+    ask = AskTool("Put me through.", "transfer_call", {"target_uri": "desk"})
+    call_id = emulator.place_call("+14155550101", "+18005550100", script=Script("bad", (Say("Hi"), ask, Hangup())))
+    events = await call_events(bus, call_id)
+    completed = [e.data for e in events if e.kind == "tool.completed"]
+    assert completed[0]["error"] == "target_uri must start with tel:, sip: or sips: (e.g. tel:+14155550123)"
+    assert [e.data["reason"] for e in events if e.kind == "ended"] == ["caller_hangup"]
+
+
 async def test_say_reaches_the_worker_holding_the_call_and_is_recorded(
     front: LocalSystem, bus: Bus, start_worker: Callable[[str], Awaitable[SessionWorker]]
 ) -> None:

@@ -13,7 +13,6 @@ from switchboard.controller.policy import (
     PolicyError,
     facts_from_incoming,
     load_policy,
-    number_from_uri,
     parse_policy,
 )
 from switchboard.shared.events import SipHeader
@@ -75,11 +74,8 @@ def test_example_policies_are_valid(path: Path) -> None:
     assert load_policy(path).rules
 
 
-def test_numbers_are_read_from_sip_uris() -> None:
-    """From/To values with display names, parameters and tel: URIs give their number."""
-    assert number_from_uri('"Ann" <sip:+14155550000@sip.example.com>;tag=abc') == "+14155550000"
-    assert number_from_uri("sip:+18005551212@sip.example.com") == "+18005551212"
-    assert number_from_uri("tel:+18005551212") == "+18005551212"
+def test_the_dialled_number_and_the_caller_come_from_to_and_from() -> None:
+    """The user parts of To and From (header names in any case) are the dialled number and the caller."""
     facts = facts_from_incoming("rtc_1", [SipHeader("to", "sip:+1800@h"), SipHeader("FROM", "sip:+1415@h")])
     assert (facts.dialled, facts.caller) == ("+1800", "+1415")
 

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from switchboard.shared.events import CloudEvent
+from switchboard.shared.sip import user_part
 
 _RESET = "\033[0m"
 _COLOURS = {
@@ -41,10 +42,10 @@ HIGHLIGHTS = frozenset(
 
 
 def _sip_user(headers: Any, name: str) -> str:
+    """The number in the first SIP header called `name`, or ``?`` when it is missing or holds none."""
     for h in headers if isinstance(headers, list) else []:
         if isinstance(h, dict) and str(h.get("name", "")).lower() == name:
-            value = str(h.get("value", ""))
-            return value.split(":", 1)[-1].split("@", 1)[0].lstrip("<")
+            return user_part(str(h.get("value", ""))) or "?"
     return "?"
 
 

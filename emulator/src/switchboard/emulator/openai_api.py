@@ -23,6 +23,7 @@ from switchboard.emulator.calls import Authorization, RestRequest, SidebandConne
 from switchboard.emulator.errors import ApiError
 from switchboard.emulator.faults import CARRIER_SILENT, Fault, FaultOp
 from switchboard.emulator.session_config import session_from_accept, validate_session
+from switchboard.shared.sip import target_uri_problem
 
 if TYPE_CHECKING:
     from switchboard.emulator.server import Emulator, LiveCall
@@ -170,10 +171,11 @@ class OpenAIApi:
             if key not in _REFER_KEYS:
                 raise ApiError(400, f"Unknown parameter: '{key}'.", code="unknown_parameter", param=key)
         target = body["target_uri"]
-        if not isinstance(target, str) or not target.startswith(("tel:", "sip:")) or len(target) < 5:
+        problem = target_uri_problem(target if isinstance(target, str) else "")
+        if problem is not None:
             raise ApiError(
                 400,
-                f"Invalid 'target_uri': expected a URI starting with 'tel:' or 'sip:', got {target!r}.",
+                f"Invalid 'target_uri': {problem}, got {target!r}.",
                 code="invalid_value",
                 param="target_uri",
             )

@@ -6,9 +6,9 @@ A policy is agents, ordered rules (the first whose ``when`` matches decides) and
 rule's ``when`` can look at the dialled number and the caller (the user parts of the SIP ``To``/``From``
 URIs: exact, prefix, regex, E.164 country), any SIP header (present/absent, exact, prefix, regex) and time
 windows (days and hours in an IANA time zone, minus holidays). Its action is exactly one of ``accept`` (a
-named agent), ``reject`` (a SIP status code) or ``refer`` (a ``tel:``/``sip:`` target). A rule may have a
-capacity, ``max_live_calls``: when that many calls it accepted are live, its ``when_full`` outcome
-applies instead (reject 486 unless given). The capacity check itself lives in the decider, since it needs
+named agent), ``reject`` (a SIP status code) or ``refer`` (a ``tel:``, ``sip:`` or ``sips:`` target). A
+rule may have a capacity, ``max_live_calls``: when that many calls it accepted are live, its ``when_full``
+outcome applies instead (reject 486 unless given). The capacity check itself lives in the decider, since it needs
 the live counts the controller keeps. Every accepted call has a maximum duration (``max_call_duration_s``:
 the rule's, else the policy's, 4 h by default): the session worker hangs up a call that reaches it, and
 capacity stops counting a call whose end was never recorded once it has run out.
@@ -36,6 +36,7 @@ import yaml
 
 from switchboard.shared.errors import ConfigError
 from switchboard.shared.events import SipHeader
+from switchboard.shared.sip import target_uri_problem, user_part
 
 POLICY_MAX_BYTES = 512 * 1024
 """Longest policy text accepted (it also has to fit in one NATS message when pushed to the KV)."""
@@ -267,26 +268,20 @@ class CallFacts(msgspec.Struct, frozen=True, kw_only=True):
     headers: tuple[SipHeader, ...] = ()
 
 
-_URI_USER = re.compile(r"(?:sips?|tel):([^@;>?\s]+)", re.IGNORECASE)
-
-
-def number_from_uri(value: str) -> str:
-    """The user part of a SIP ``From``/``To`` value (``"Ann" <sip:+1555@host>;tag=x`` → ``+1555``)."""
-    value = value[:MATCH_MAX_CHARS]
-    found = _URI_USER.search(value)
-    return found.group(1) if found else value.strip()
-
-
 def facts_from_incoming(call_id: str, sip_headers: Sequence[SipHeader]) -> CallFacts:
-    """The facts of an incoming call: dialled number and caller from ``To``/``From``, and all headers."""
+    """The facts of an incoming call: dialled number and caller from ``To``/``From``, and all headers.
 
-    def first(name: str) -> str:
-        return next((h.value for h in sip_headers if h.name.lower() == name), "")
+    A number is the user part of the header's URI (`switchboard.shared.sip.user_part`), "" when there is none.
+    """
+
+    def number(name: str) -> str:
+        value = next((h.value for h in sip_headers if h.name.lower() == name), "")
+        return user_part(value[:MATCH_MAX_CHARS]) or ""
 
     return CallFacts(
         call_id=call_id,
-        dialled=number_from_uri(first("to")),
-        caller=number_from_uri(first("from")),
+        dialled=number("to"),
+        caller=number("from"),
         headers=tuple(sip_headers),
     )
 
@@ -413,7 +408,6 @@ _Path = tuple[str | int, ...]
 _TIME = re.compile(r"^(?:[01]\d|2[0-3]):[0-5]\d$|^24:00$")
 _DAY = re.compile(rf"^({'|'.join(WEEKDAYS)})(-({'|'.join(WEEKDAYS)}))?$")
 _TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_TARGET = re.compile(r"^(?:tel:\+?[0-9][0-9().-]*|sips?:[^\s@]+@[^\s@]+|sips?:[^\s@]+)$", re.IGNORECASE)
 _TOOL_TIMEOUT_MAX_S = 300.0
 
 
@@ -439,8 +433,9 @@ def _check_outcome(out: _Problems, at: _Path, outcome: Outcome, agents: Iterable
         out.add((*at, "reject"), f"unknown name {outcome.reject!r}: use a status_code or one of {names}")
     elif isinstance(outcome.reject, Reject) and not 400 <= outcome.reject.status_code <= 699:
         out.add((*at, "reject", "status_code"), "must be a SIP error status 400-699")
-    if outcome.refer is not None and not _TARGET.match(outcome.refer.target_uri):
-        out.add((*at, "refer", "target_uri"), "must start with tel:, sip: or sips: (e.g. tel:+14155550123)")
+    problem = None if outcome.refer is None else target_uri_problem(outcome.refer.target_uri)
+    if problem is not None:
+        out.add((*at, "refer", "target_uri"), problem)
 
 
 def _check_regex(out: _Problems, at: _Path, match: object) -> None:

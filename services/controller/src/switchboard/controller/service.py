@@ -54,6 +54,7 @@ from switchboard.shared.health import HealthServer
 from switchboard.shared.logging import get_logger
 from switchboard.shared.metrics import Metrics
 from switchboard.shared.openai import CallResult, CallsClient
+from switchboard.shared.sip import target_uri_problem
 
 log = get_logger(__name__)
 
@@ -359,8 +360,10 @@ class Controller:
             error, command = "the command must be a JSON object", {}
         elif verb == "refer":
             target = command.get("target_uri")
-            if not isinstance(target, str) or not target.startswith(("tel:", "sip:", "sips:")):
-                error = "refer needs a target_uri starting with tel: or sip:"
+            target = target if isinstance(target, str) else ""
+            problem = target_uri_problem(target)
+            if problem is not None:
+                error = f"target_uri {problem}"
             else:
                 error = await self._command_rest(call_id, "referred", self._calls.refer(call_id, target), target)
         else:

@@ -33,6 +33,7 @@ from switchboard.shared.bus import Bus
 from switchboard.shared.errors import BusUnavailable, LeaseLost, NoResponder, UpstreamError
 from switchboard.shared.logging import get_logger
 from switchboard.shared.openai import CallsClient, ServerEvent, Sideband
+from switchboard.shared.sip import target_uri_problem
 
 log = get_logger(__name__)
 
@@ -287,8 +288,10 @@ class CallSession:
 
     async def _transfer(self, arguments: dict[str, Any]) -> tuple[str, str | None]:
         target = arguments.get("target_uri")
-        if not isinstance(target, str) or not target.startswith(("tel:", "sip:", "sips:")):
-            return turns.output_text({"error": "transfer_call needs a target_uri starting with tel: or sip:"})
+        target = target if isinstance(target, str) else ""
+        problem = target_uri_problem(target)
+        if problem is not None:
+            return turns.output_text({"error": f"target_uri {problem}"})
         await self.lease.fence()
         try:
             await self._calls.refer(self.call_id, target)

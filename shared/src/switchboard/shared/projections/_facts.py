@@ -6,17 +6,14 @@ from datetime import datetime
 from typing import Any
 
 from switchboard.shared.schema import IncomingCall, LogEvent
+from switchboard.shared.sip import user_part
 
 
 def sip_number(headers: Any, name: str) -> str | None:
-    """The user part of a SIP header (``sip:+1415…@host`` → ``+1415…``), or None if absent."""
+    """The user part of the first SIP header called `name` (``sip:+1415…@host`` → ``+1415…``), or None."""
     for header in headers if isinstance(headers, list) else []:
         if isinstance(header, dict) and str(header.get("name", "")).lower() == name:
-            value = str(header.get("value", "")).strip()
-            if "<" in value:  # a display name: "Alice" <sip:+1415…@host>
-                value = value.split("<", 1)[1].split(">", 1)[0]
-            user = value.split(":", 1)[-1].split("@", 1)[0].split(";", 1)[0]
-            return user or None
+            return user_part(str(header.get("value", "")))
     return None
 
 
