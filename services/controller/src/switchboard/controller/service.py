@@ -27,6 +27,9 @@ event, then a call still not ended gets ``refer.suspected_failed``. The watch li
 a replica: whichever replica holds the message when it is due finishes it, so a controller that stops or
 dies mid-watch loses nothing, and the flag is recorded once (a message id per ``referred`` event, and no
 second flag for a refer already flagged).
+
+What becomes of a message whose handling met a failure (dropped, retried after how long, or a stored
+decision resumed) is decided by `redelivery`, pure and tested on its own; the handlers here do the I/O.
 """
 
 from __future__ import annotations
@@ -41,13 +44,22 @@ from typing import Any, Literal
 import msgspec
 from nats.aio.subscription import Subscription
 
+from switchboard.controller import redelivery
 from switchboard.controller.capacity import BUCKET as CAPACITY_BUCKET
 from switchboard.controller.capacity import Capacity
 from switchboard.controller.decider import capacity_limits, capacity_max_ages, decide, occupies
 from switchboard.controller.policy import Policy, facts_from_incoming
 from switchboard.controller.policy_source import PolicySource
+from switchboard.controller.redelivery import (
+    DECISION_RETRY,
+    REFER_WATCH_RETRY,
+    RELEASE_RETRY,
+    BusDown,
+    NotDue,
+    Unreadable,
+)
 from switchboard.shared import events
-from switchboard.shared.bus import Ack, Bus, Delivery, Drop, Outcome, Retry, connected
+from switchboard.shared.bus import Ack, Bus, Delivery, Outcome, connected
 from switchboard.shared.config import Settings
 from switchboard.shared.errors import AlreadyRecorded, BusUnavailable, UpstreamError
 from switchboard.shared.health import HealthServer
@@ -200,7 +212,7 @@ class Controller:
             received = datetime.fromisoformat(event.time)
         except (msgspec.ValidationError, msgspec.DecodeError, AttributeError, ValueError) as exc:
             log.error("incoming_unreadable", subject=delivery.subject, error=str(exc))
-            return Drop(reason=str(exc))
+            return redelivery.plan(delivery.attempt, Unreadable(str(exc)), backoff=DECISION_RETRY)
         call_id = event.call_id
         bound = log.bind(call_id=call_id)
         try:
@@ -214,21 +226,23 @@ class Controller:
             self.telemetry.duplicates.inc()
             stored = await self._stored_decision(call_id)
             await self._release_unless_stored(call_id, decision, stored)
-            if delivery.attempt == 1:
-                bound.info("decision_exists")  # another replica or delivery decided; it carries it out
-                return Ack()
-            if stored is None or await self._has_outcome(call_id):
-                return Ack()
+            carried_out = stored is not None and await self._has_outcome(call_id)
+            step = redelivery.plan_duplicate(delivery.attempt, stored=stored is not None, carried_out=carried_out)
+            if isinstance(step, Ack):
+                if delivery.attempt == 1:
+                    bound.info("decision_exists")  # another replica or delivery decided; it carries it out
+                return step
+            assert stored is not None  # a stored decision is what is resumed
             bound.info("decision_resumed", action=stored.action, attempt=delivery.attempt)
             decision = stored
         except BusUnavailable as exc:
             bound.warning("decision_not_stored", error=str(exc))
-            return Retry(delay_s=1.0, reason="bus unavailable")
+            return redelivery.plan(delivery.attempt, BusDown(), backoff=DECISION_RETRY)
         try:
             await self._carry_out(call_id, decision)
         except BusUnavailable as exc:
             bound.warning("outcome_not_stored", error=str(exc))
-            return Retry(delay_s=1.0, reason="bus unavailable")
+            return redelivery.plan(delivery.attempt, BusDown(), backoff=DECISION_RETRY)
         return Ack()
 
     async def _stored_decision(self, call_id: str) -> events.Decided | None:
@@ -260,9 +274,9 @@ class Controller:
             if rule is not None:
                 await self._capacity.release(rule, call_id, self._max_age(rule))
         except BusUnavailable:
-            return Retry(delay_s=1.0, reason="bus unavailable")
+            return redelivery.plan(delivery.attempt, BusDown(), backoff=RELEASE_RETRY)
         except msgspec.ValidationError as exc:
-            return Drop(reason=str(exc))
+            return redelivery.plan(delivery.attempt, Unreadable(str(exc)), backoff=RELEASE_RETRY)
         return Ack()
 
     def _max_age(self, rule: str) -> float:
@@ -402,14 +416,14 @@ class Controller:
             referred_at = _timestamp(event.time)
         except (msgspec.ValidationError, msgspec.DecodeError, AttributeError, ValueError) as exc:
             log.error("referred_unreadable", subject=delivery.subject, error=str(exc))
-            return Drop(reason=str(exc))
+            return redelivery.plan(delivery.attempt, Unreadable(str(exc)), backoff=REFER_WATCH_RETRY)
         call_id = event.call_id
         try:
             if await bus.last_event(call_id, "ended") is not None:
                 return Ack()  # transferred, or over some other way: nothing to flag
             wait_s = referred_at + self._refer_timeout_s - time.time()
             if wait_s > 0:
-                return Retry(delay_s=wait_s, reason="refer watch not due")
+                return redelivery.plan(delivery.attempt, NotDue(wait_s), backoff=REFER_WATCH_RETRY)
             flagged = await bus.last_event(call_id, "refer.suspected_failed")
             if flagged is not None and _timestamp(flagged.time) >= referred_at:
                 return Ack()  # this refer (or a later one) is flagged already
@@ -421,7 +435,7 @@ class Controller:
             )  # fmt: skip
         except BusUnavailable as exc:
             log.warning("refer_watch_postponed", call_id=call_id, error=str(exc))
-            return Retry(delay_s=min(2.0**delivery.attempt, 30.0), reason="bus unavailable")
+            return redelivery.plan(delivery.attempt, BusDown(), backoff=REFER_WATCH_RETRY)
         log.warning("refer_suspected_failed", call_id=call_id, target_uri=referred.target_uri, waited_s=waited_s)
         return Ack()
 
