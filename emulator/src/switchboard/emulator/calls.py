@@ -3,7 +3,7 @@
 Tests and the control API read records to check what Switchboard did (the accept body it sent, how it
 authenticated, which client events it sent) and what the emulator did in return (webhook attempts, the
 server events it sent). The live, non-serialisable side of a call (sockets, tasks) lives in
-`server.LiveCall`; this module is pure data.
+`live.LiveCall`; this module is pure data.
 """
 
 from __future__ import annotations

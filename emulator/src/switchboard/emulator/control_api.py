@@ -16,7 +16,7 @@ now, e.g. no webhook_url configured). No authentication: it listens on loopback,
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 from aiohttp import web
@@ -24,10 +24,8 @@ from aiohttp import web
 from switchboard.emulator.calls import SipHeader
 from switchboard.emulator.errors import EmulatorError
 from switchboard.emulator.faults import FaultOp
+from switchboard.emulator.ports import ControlPort
 from switchboard.emulator.scripts import SCRIPTS
-
-if TYPE_CHECKING:
-    from switchboard.emulator.server import Emulator
 
 PREFIX = "/_emulator"
 T = TypeVar("T")
@@ -80,7 +78,7 @@ async def _decode(request: web.Request, kind: type[T], *, empty_ok: bool = False
 class ControlApi:
     """Route handlers for ``/_emulator``."""
 
-    def __init__(self, emulator: Emulator) -> None:
+    def __init__(self, emulator: ControlPort) -> None:
         self._emulator = emulator
 
     def register(self, app: web.Application) -> None:

@@ -13,7 +13,7 @@ import hmac
 import json
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -22,11 +22,10 @@ from switchboard.emulator import errors
 from switchboard.emulator.calls import Authorization, RestRequest, SidebandConnection
 from switchboard.emulator.errors import ApiError
 from switchboard.emulator.faults import CARRIER_SILENT, Fault, FaultOp
+from switchboard.emulator.live import LiveCall
+from switchboard.emulator.ports import OpenAIPort
 from switchboard.emulator.session_config import session_from_accept, validate_session
 from switchboard.shared.sip import target_uri_problem
-
-if TYPE_CHECKING:
-    from switchboard.emulator.server import Emulator, LiveCall
 
 log = structlog.get_logger(__name__)
 
@@ -46,7 +45,7 @@ def _json_error(exc: ApiError) -> web.Response:
 class OpenAIApi:
     """Route handlers for ``/v1``; they act on the emulator's calls."""
 
-    def __init__(self, emulator: Emulator) -> None:
+    def __init__(self, emulator: OpenAIPort) -> None:
         self._emulator = emulator
         self._expected = f"Bearer {emulator.config.api_key}".encode()
 

@@ -17,7 +17,6 @@ import asyncio
 import socket
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -31,6 +30,7 @@ from switchboard.emulator.control_api import ControlApi
 from switchboard.emulator.errors import EmulatorError
 from switchboard.emulator.faults import Faults
 from switchboard.emulator.ids import new_call_id
+from switchboard.emulator.live import LiveCall
 from switchboard.emulator.openai_api import OpenAIApi
 from switchboard.emulator.realtime import RealtimeSession
 from switchboard.emulator.scripts import Script, resolve
@@ -44,20 +44,6 @@ SIDEBAND_WAIT_S = 10.0
 """How long (at pace 1) the caller of an answered call waits for a sideband before talking anyway."""
 MIN_SIDEBAND_WAIT_S = 5.0
 """The floor of that wait, so that at pace 0 a worker still has time to claim the call and attach."""
-
-
-@dataclass
-class LiveCall:
-    """The runtime side of a call: its record plus what cannot be serialised (tasks, the Realtime session)."""
-
-    record: CallRecord
-    script: Script
-    tasks: TaskSet
-    ended: asyncio.Event = field(default_factory=asyncio.Event)
-    realtime: RealtimeSession | None = None
-    caller_started: bool = False
-    ringing_tasks: list[asyncio.Task[Any]] = field(default_factory=list)
-    """The webhook sender and the ring timer: they stop once the call is answered."""
 
 
 class Emulator:
