@@ -2,7 +2,8 @@
 
 Services import only `shared` (never each other, the CLI or the emulator); `shared` imports no service;
 the emulator imports nothing of Switchboard's but the pure `switchboard.shared.sip`, and its HTTP handlers
-never import its server; no import cycles anywhere (import-linter's contracts, in the root pyproject.toml).
+never import its server; the pure cores import no I/O library; no import cycles anywhere (import-linter's
+contracts, in the root pyproject.toml).
 Each distribution's pyproject.toml lists exactly the workspace packages and third-party packages its
 code imports (deptry, and the check below for the workspace's own, which share one namespace).
 """
@@ -60,7 +61,7 @@ def _workspace_imports(member: str) -> set[str]:
 
 
 def test_the_import_contracts_hold() -> None:
-    """import-linter keeps every contract: services apart, shared below them, the emulator apart, no cycles."""
+    """import-linter keeps every contract: services apart, shared below them, pure cores, no import cycles."""
     done = subprocess.run([BIN / "lint-imports"], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "0 broken" in done.stdout

@@ -1,6 +1,7 @@
 """One live call held by a session worker: the sideband, the relay, the lease, tools and commands.
 
-`CallSession.run()` returns the end reason once the call is over; it is cancelled with
+`CallSession.run()` returns how the call ended (an `end_reason.SessionEnd`: how the sideband ended and
+what this holder did to end the call), from which the worker decides the end reason; it is cancelled with
 ``"lost"`` when another worker claims the call (stop at once, record nothing more) or ``"handover"``
 when this worker drains (release the lease so another worker re-attaches).
 
@@ -23,7 +24,7 @@ from typing import Any
 import msgspec
 from nats.aio.subscription import Subscription
 
-from switchboard.session import turns
+from switchboard.session import end_reason, turns
 from switchboard.session.fence import Lease
 from switchboard.session.lease import InFlightTool
 from switchboard.session.relay import Publisher
@@ -87,7 +88,7 @@ class CallSession:
         self._sideband: Sideband | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._subscriptions: list[Subscription] = []
-        self._ending_reason: str | None = None  # set when we ended the call (hangup, transfer)
+        self._ended_by: end_reason.EndedBy | None = None  # set when we ended the call (hangup, transfer)
         self._hangup_after_response = False
         self._controller_commands = 0  # hangup/refer requests seen whose outcome is not recorded yet
         self._controller_commands_settled = asyncio.Event()
@@ -96,19 +97,19 @@ class CallSession:
 
     # --- the relay -----------------------------------------------------------------------------------
 
-    async def run(self) -> str:
-        """Hold the sideband until the call ends; return the end reason once its events are stored and
-        the outcome of every hangup or refer seen for it is recorded."""
+    async def run(self) -> end_reason.SessionEnd:
+        """Hold the sideband until the call ends; say how it ended once its events are stored and the
+        outcome of every hangup or refer seen for it is recorded."""
         await self._serve_commands()
         if self._own_publisher is not None:
             self._own_publisher.start()
         if self.accepted.max_duration_s is not None:
             self._spawn(self._end_at_max_duration(self.accepted.max_duration_s))
         try:
-            reason = await self._relay()
+            sideband = await self._relay()
             await self._relay_out.flush()
             await self._commands_settled()
-            return reason
+            return end_reason.SessionEnd(sideband, self._ended_by)
         finally:
             if self._own_publisher is not None:
                 await self._own_publisher.stop()
@@ -120,7 +121,7 @@ class CallSession:
             if self._tasks:
                 await asyncio.wait(self._tasks, timeout=2.0)
 
-    async def _relay(self) -> str:
+    async def _relay(self) -> end_reason.SidebandEnd:
         failures = 0
         while True:
             try:
@@ -133,11 +134,11 @@ class CallSession:
                     await self.bus.record(
                         self.call_id, "failed", failed, msg_id=f"{self.call_id}:failed:sideband", lease=self.attempt
                     )
-                    return "call_gone" if exc.status == 404 else "sideband_refused"
+                    return end_reason.Refused(exc.status)
                 failures += 1
                 if failures > _RECONNECT_ATTEMPTS:
                     self.log.warning("sideband_unreachable", error=str(exc))
-                    return "sideband_unreachable"
+                    return end_reason.Unreachable()
                 await asyncio.sleep(_RECONNECT_BASE_DELAY_S * 2 ** (failures - 1))
                 continue
             self._sideband = sideband
@@ -158,15 +159,13 @@ class CallSession:
                     await sideband.close()
             closed = sideband.closed
             if closed is not None and closed.code is not None:
-                # OpenAI closes the sideband when the call is over; unless we ended it (or a command
-                # did — the worker checks), the other side hung up.
-                default = "caller_hangup" if closed.code == 1000 else f"sideband_closed_{closed.code}"
-                return self._ending_reason or closed.reason or default
+                # OpenAI closes the sideband when the call is over: the call ended, whoever ended it.
+                return end_reason.Closed(closed.code, closed.reason)
             # Dropped without a close frame (network, 1006): the call may still be alive, so re-attach.
             failures += 1
             self.log.warning("sideband_dropped", reconnects=failures)
             if failures > _RECONNECT_ATTEMPTS:
-                return "sideband_lost"
+                return end_reason.Lost()
             await asyncio.sleep(_RECONNECT_BASE_DELAY_S * 2 ** (failures - 1))
 
     async def _on_server_event(self, server_event: ServerEvent) -> None:
@@ -297,7 +296,7 @@ class CallSession:
             await self._calls.refer(self.call_id, target)
         except UpstreamError as exc:
             return turns.output_text({"error": f"the transfer failed: {exc}"})
-        self._ending_reason = "referred"
+        self._ended_by = "transfer_call"
         return turns.output_text({"output": {"ok": True, "transferred_to": target}})
 
     async def _end_at_max_duration(self, max_duration_s: float) -> None:
@@ -306,13 +305,13 @@ class CallSession:
         self.log.warning("max_duration_reached", max_duration_s=max_duration_s)
         await self._hang_up("max_duration")
 
-    async def _hang_up(self, reason: str) -> None:
+    async def _hang_up(self, ended_by: end_reason.EndedBy) -> None:
         try:
             await self.lease.fence()
         except (LeaseLost, BusUnavailable) as exc:
             self.log.warning("hangup_not_sent", error=str(exc))
             return
-        self._ending_reason = reason
+        self._ended_by = ended_by
         try:
             await self._calls.hangup(self.call_id)
         except UpstreamError as exc:

@@ -27,6 +27,7 @@ import msgspec
 from nats.aio.subscription import Subscription
 
 from switchboard.session.call import CallSession
+from switchboard.session.end_reason import ENDING_COMMANDS, EndingCommand, resolve_end_reason
 from switchboard.session.fence import Lease, Leases
 from switchboard.session.lease import LeaseRecord, superseded
 from switchboard.session.relay import Publisher
@@ -270,8 +271,8 @@ class SessionWorker:
                 accepted_at=_epoch_seconds(accepted_event.time),
             )
             self.live[call_id] = session
-            reason = await session.run()
-            reason = await _commanded_reason(bus, call_id) or reason
+            end = await session.run()
+            reason = resolve_end_reason(end, await _ending_commands(bus, call_id))
             duration = _seconds_since(accepted_event.time)
             # Ending is a change of the lease record like any other: only the holder can make it.
             await lease.change(state="ended", reason=reason, duration_s=duration)
@@ -372,13 +373,14 @@ class SessionWorker:
         return await Sideband.open(self._settings.openai_base_url, call_id, self._api_key, http=self._sidebands)
 
 
-async def _commanded_reason(bus: Bus, call_id: str) -> str | None:
-    """If a hangup or refer command ended the call, say so rather than 'remote_hangup'."""
-    for verb, reason in (("hangup", "hangup"), ("refer", "referred")):
+async def _ending_commands(bus: Bus, call_id: str) -> frozenset[EndingCommand]:
+    """The hangup and refer commands recorded as successful for the call (they name its end reason)."""
+    succeeded: set[EndingCommand] = set()
+    for verb in ENDING_COMMANDS:
         event = await bus.last_event(call_id, f"command.{verb}")
         if event is not None and isinstance(event.data, dict) and event.data.get("ok"):
-            return reason
-    return None
+            succeeded.add(verb)
+    return frozenset(succeeded)
 
 
 def _epoch_seconds(timestamp: str) -> float | None:
