@@ -28,6 +28,7 @@ import msgspec
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from switchboard.cli.natsserver import NatsServer
+from switchboard.shared import events
 from switchboard.shared.bus import Bus
 from switchboard.shared.projections.rebuild import rebuild
 from switchboard.shared.subscribe import Selection, replay, replay_stored
@@ -37,13 +38,17 @@ NATS_PY_SAMPLE = 200_000
 
 
 def call_templates() -> list[list[tuple[str, bytes]]]:
-    """Each golden call's events as (kind, payload) with the call id replaced by a placeholder."""
+    """Each golden call's events as (kind, payload) with the call id replaced by a placeholder.
+
+    The golden log predates ``dataschema``: each event is made again by `events.make_event` (keeping its
+    id, source, lease and time), so the stream holds envelopes as Switchboard writes them today.
+    """
     calls: dict[str, list[tuple[str, bytes]]] = defaultdict(list)
     for line in GOLDEN.read_bytes().splitlines():
-        envelope = msgspec.json.decode(line)
-        call_id, type_ = envelope["subject"], envelope["type"]
-        kind = "rt." + type_[9:] if type_.startswith("realtime.") else type_[5:]
-        calls[call_id].append((kind, line.replace(call_id.encode(), b"{CALL}")))
+        old = events.decode(line)
+        made = events.make_event(old.call_id, old.kind, old.data, source=old.source, event_id=old.id, lease=old.lease)
+        payload = events.encode(msgspec.structs.replace(made, time=old.time))
+        calls[old.call_id].append((old.kind, payload.replace(old.call_id.encode(), b"{CALL}")))
     return list(calls.values())
 
 

@@ -140,6 +140,13 @@ async def test_a_signed_incoming_call_is_stored_before_the_200(client: Client, b
     assert event.data["received_at"].endswith("Z")
 
 
+async def test_an_incoming_call_is_stored_with_its_dataschema(client: Client, bus: Bus) -> None:
+    """The stored ``incoming`` names its data's schema, ``switchboard:call.incoming/v1``, like every other kind."""
+    await client.deliver(incoming("rtc_schema"), "wh_schema")
+    event = await bus.last_event("rtc_schema", "incoming")
+    assert event is not None and event.dataschema == "switchboard:call.incoming/v1"
+
+
 async def test_a_webhook_signed_with_the_rotated_secret_is_stored(client: Client, bus: Bus) -> None:
     """Both configured secrets verify (rotation)."""
     status, _, _ = await client.deliver(incoming("rtc_rot"), "wh_rot", secret=NEXT_SECRET)
