@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import msgspec
 
-from switchboard.shared.bus import Ack, Drop, Outcome, Retry
+from switchboard.shared.outcomes import Ack, Drop, Outcome, Retry
 
 
 class Backoff(msgspec.Struct, frozen=True, kw_only=True):

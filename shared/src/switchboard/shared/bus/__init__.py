@@ -3,7 +3,8 @@
 - `client` — `Bus`: connect, the CALLS stream, publish and record events, request/reply, KV buckets,
   the newest event of a subject, binding durable consumers.
 - `consume` — the one way to consume acknowledged messages: `WorkQueue.run` hands each `Delivery` to a
-  handler that returns an `Outcome` (`Ack`, `Retry`, `Drop`, `InProgress`) and settles it.
+  handler that returns an `Outcome` (`Ack`, `Retry`, `Drop`, `InProgress`, from the pure
+  `switchboard.shared.outcomes`) and settles it.
 - `pipeline` — pipelined publishing (`Bus.send_many` / `Bus.confirm`), by a fast path or nats-py's
   public API (``SWITCHBOARD_NATS_FAST_PATH``).
 - `urls` — credentials out of NATS URLs.
@@ -13,19 +14,10 @@ and the subscriber API on top of both is `switchboard.shared.subscribe`.
 """
 
 from switchboard.shared.bus.client import ONE_SHOT_CONNECT_S, Bus, PublishResult, StreamSettings, connected
-from switchboard.shared.bus.consume import (
-    Ack,
-    Delivery,
-    Drop,
-    Handler,
-    InProgress,
-    Outcome,
-    Retry,
-    WorkQueue,
-    sleep_or_stop,
-)
+from switchboard.shared.bus.consume import Delivery, Handler, WorkQueue, sleep_or_stop
 from switchboard.shared.bus.pipeline import SentBatch
 from switchboard.shared.bus.urls import split_credentials
+from switchboard.shared.outcomes import Ack, Drop, InProgress, Outcome, Retry
 
 __all__ = [
     "ONE_SHOT_CONNECT_S",

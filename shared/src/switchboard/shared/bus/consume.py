@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 
-import msgspec
 import nats.errors
 import nats.js.errors
 from nats.aio.msg import Msg
@@ -30,35 +29,12 @@ from nats.js import JetStreamContext
 
 from switchboard.shared import events
 from switchboard.shared.logging import get_logger
+from switchboard.shared.outcomes import Ack, Drop, Outcome, Retry
 
 log = get_logger(__name__)
 
 _FETCH_BATCH_MAX = 64
 _TOP_UP_S = 0.05  # only asked for when messages are waiting: normally answered at once
-
-
-class Ack(msgspec.Struct, frozen=True):
-    """Done: remove the message from the consumer."""
-
-
-class Retry(msgspec.Struct, frozen=True):
-    """Not now: deliver it again after `delay_s` (bounded by the consumer's max_deliver)."""
-
-    delay_s: float
-    reason: str = ""
-
-
-class Drop(msgspec.Struct, frozen=True):
-    """Never: the message cannot be handled (poison); do not deliver it again."""
-
-    reason: str
-
-
-class InProgress(msgspec.Struct, frozen=True):
-    """Still being worked on: the handler's owner holds the message and settles it later."""
-
-
-Outcome = Ack | Retry | Drop | InProgress
 
 
 def crash_delay_s(attempt: int) -> float:
