@@ -454,3 +454,18 @@ async def test_a_call_that_reaches_its_maximum_duration_is_hung_up(front: LocalS
     assert resolve_end_reason(await asyncio.wait_for(session.run(), 10)) == "max_duration"
     assert emulator.calls[call_id].end_reason == "hangup"
     await calls.aclose()
+
+
+async def test_sending_on_a_sideband_that_has_gone_is_an_upstream_error(front: LocalSystem, bus: Bus) -> None:
+    """A client event sent on a closed sideband raises UpstreamError (what the session handles), not a socket error."""
+    emulator = front.emulator
+    assert emulator is not None
+    call_id = emulator.place_call("+14155550101", "+18005550100", script="hold")
+    await eventually(lambda: kinds_of(bus, call_id, "accepted"))
+    async with sideband_session() as http:
+        sideband = await Sideband.open(
+            front.settings.openai_base_url, call_id, front.settings.require_api_key(), http=http
+        )
+        await sideband.close()
+        with pytest.raises(UpstreamError, match="sideband send failed"):
+            await sideband.send({"type": "response.create"})

@@ -301,8 +301,12 @@ class Sideband:
             self.closed = self._close_frame or SidebandClosed(None, "connection lost")
 
     async def send(self, event: dict[str, Any]) -> None:
-        async with asyncio.timeout(5.0):
-            await self._ws.send_str(msgspec.json.encode(event).decode())
+        """Send one client event; `UpstreamError` (no status) if the connection is closing or gone."""
+        try:
+            async with asyncio.timeout(5.0):
+                await self._ws.send_str(msgspec.json.encode(event).decode())
+        except (aiohttp.ClientError, ConnectionError, TimeoutError) as exc:
+            raise UpstreamError(None, None, f"sideband send failed: {str(exc) or type(exc).__name__}") from exc
 
     async def close(self) -> None:
         try:

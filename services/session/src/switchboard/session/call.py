@@ -191,7 +191,14 @@ class CallSession:
         except BusUnavailable as exc:  # cannot be sure no other holder greets: better silent than twice
             self.log.warning("greeting_not_sent", error=str(exc))
             return
-        await self.send(turns.response_create(self.accepted.greeting))
+        try:
+            await self.send(turns.response_create(self.accepted.greeting))
+        except UpstreamError as exc:
+            # The sideband dropped as it came up: greet on the next one instead (this holder, or the next).
+            self.log.warning("greeting_deferred", error=str(exc))
+            with contextlib.suppress(BusUnavailable):
+                await self.lease.change(greeted=False)
+                self._greet = True
 
     async def send(self, client_event: dict[str, Any]) -> None:
         """Send a client event on the sideband, while this worker holds the call; raises `UpstreamError`
