@@ -36,7 +36,8 @@ async def procs() -> AsyncIterator[list[Proc]]:
 async def test_each_service_runs_alone_and_workers_run_side_by_side(
     nats_server: NatsServer, bus: Bus, procs: list[Proc]
 ) -> None:
-    """ingress, controller and two session workers as separate processes serve calls; SIGTERM exits 0."""
+    """ingress, controller, two session workers and the projector, each its own process on one host with
+    only NATS_URL and the OpenAI variables set (no ports but the ingress's), serve calls; SIGTERM exits 0."""
     secret, key, ingress_port = new_webhook_secret(), "sk-test-cli", free_port()
     emulator = Emulator(
         EmulatorConfig(port=0, pace=0, api_key=key, webhook_secret=secret,
@@ -47,17 +48,18 @@ async def test_each_service_runs_alone_and_workers_run_side_by_side(
            "OPENAI_BASE_URL": emulator.base_url, "INGRESS_PORT": str(ingress_port)}  # fmt: skip
     try:
         procs.append(await spawn("ingress", env=env))
-        procs.append(await spawn("controller", env={**env, "HEALTH_PORT": str(free_port())}))
+        procs.append(await spawn("controller", env=env))
         for name in ("worker-a", "worker-b"):
-            procs.append(await spawn("session", env={**env, "SWITCHBOARD_WORKER": name,
-                                                     "HEALTH_PORT": str(free_port())}))  # fmt: skip
+            procs.append(await spawn("session", env={**env, "SWITCHBOARD_WORKER": name}))
+        procs.append(await spawn("projector", env=env))
         call_ids = [emulator.place_call(f"+1415555010{i}", "+18005550100", script="short") for i in range(4)]
         for call_id in call_ids:
             events = await call_events(bus, call_id, timeout_s=30)
             claimed = [msgspec.convert(e.data, SessionLease) for e in events if e.kind == "session.claimed"]
             assert [c.worker in ("worker-a", "worker-b") for c in claimed] == [True]
             assert emulator.calls[call_id].state == "ended"
-        assert [await p.stop() for p in procs] == [0, 0, 0, 0]
+        assert all(p.proc.returncode is None for p in procs)  # none died on a taken port
+        assert [await p.stop() for p in procs] == [0, 0, 0, 0, 0]
     finally:
         await emulator.shutdown()
 

@@ -105,11 +105,14 @@ def claims(events: list[CloudEvent]) -> list[SessionLease]:
 async def held_call(
     front: LocalSystem, start_worker: Callable[[str], Awaitable[SessionWorker]]
 ) -> tuple[Emulator, str]:
-    """Worker w1 running, and a new call it holds with the sideband attached: (emulator, call id)."""
+    """Worker w1 running, and a new call it holds with the sideband attached and the greeting sent, so
+    what a test sends next is the call's last client event: (emulator, call id)."""
     emulator = front.emulator
     assert emulator is not None
     await start_worker("w1")
-    return emulator, await attached_call(emulator)
+    call_id = await attached_call(emulator)
+    await eventually(lambda: emulator.calls[call_id].client_events, what=f"{call_id} greeted")
+    return emulator, call_id
 
 
 async def kinds_of(bus: Bus, call_id: str, kind: str) -> list[CloudEvent]:

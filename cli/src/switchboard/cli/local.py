@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import errno
 import secrets
 import sys
 import time
@@ -61,6 +62,14 @@ class LocalSystem:
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
+        """Start everything; if any part fails, stop what was started (the nats-server included) and raise."""
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
         base = self._base
         load_policy(base.policy_path)  # fail before starting anything if it is invalid
         nats_url = base.nats_url
@@ -92,7 +101,13 @@ class LocalSystem:
                     pace=self._pace,
                 )
             )
-            await self.emulator.start()
+            try:
+                await self.emulator.start()
+            except OSError as exc:
+                why = "is in use" if exc.errno == errno.EADDRINUSE else f"cannot be listened on ({exc.strerror})"
+                raise ConfigError(
+                    f"port {base.emulator_port} (EMULATOR_PORT) {why}: set EMULATOR_PORT to a free port"
+                ) from None
             self.settings = msgspec.structs.replace(self.settings, openai_base_url=self.emulator.base_url)
             log.info("emulator_started", url=self.emulator.url)
         self.controller = Controller(self.settings)  # reloads SWITCHBOARD_POLICY when it changes

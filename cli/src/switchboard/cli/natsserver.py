@@ -47,8 +47,10 @@ class NatsServer:
         cluster_port: int | None = None,
         routes: list[int] | None = None,
         cluster_name: str = "switchboard",
+        jetstream: bool = True,
     ) -> None:
         self.data_dir = data_dir
+        self.jetstream = jetstream
         self.port = port or free_port()
         self.name = name
         self.cluster_port = cluster_port
@@ -72,9 +74,9 @@ class NatsServer:
             "-a", "127.0.0.1",
             "-p", str(self.port),
             "-n", self.name,
-            "-js",
-            "-sd", str(self.data_dir / "jetstream"),
         ]  # fmt: skip
+        if self.jetstream:
+            args += ["-js", "-sd", str(self.data_dir / "jetstream")]
         if self.cluster_port is not None:
             args += ["--cluster_name", self.cluster_name, "--cluster", f"nats://127.0.0.1:{self.cluster_port}"]
             if self.routes:

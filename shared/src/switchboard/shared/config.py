@@ -57,7 +57,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     stream_replicas: int = 1
     stream_max_age_s: float = 7 * 24 * 3600.0
     duplicate_window_s: float = 120.0
-    health_port: int | None = 8081
+    health_port: int | None = 0
+    """The side door's port: 0 for any free one, None for none."""
     refer_timeout_s: float = 30.0
     session_max_calls: int = 100
     session_drain_grace_s: float = 10.0
@@ -110,6 +111,18 @@ def _float(env: Mapping[str, str], name: str, default: float, minimum: float | N
     return value
 
 
+def _health_port(env: Mapping[str, str]) -> int | None:
+    raw = (env.get("HEALTH_PORT") or "").strip().lower()
+    if raw == "off":
+        return None
+    port = _int(env, "HEALTH_PORT", 0)
+    if raw and port == 0:
+        return None  # HEALTH_PORT=0 has always meant off
+    if port > 65535:
+        raise ConfigError(f"HEALTH_PORT must be a port (1-65535) or 'off', got {port}")
+    return port
+
+
 def _switch(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = (env.get(name) or "").strip().lower()
     if not raw:
@@ -144,7 +157,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         stream_replicas=_int(env, "SWITCHBOARD_STREAM_REPLICAS", 1, minimum=1),
         stream_max_age_s=_float(env, "SWITCHBOARD_STREAM_MAX_AGE_S", 7 * 24 * 3600.0),
         duplicate_window_s=_float(env, "SWITCHBOARD_DUPLICATE_WINDOW_S", 120.0),
-        health_port=_int(env, "HEALTH_PORT", 8081) or None,
+        health_port=_health_port(env),
         refer_timeout_s=_float(env, "SWITCHBOARD_REFER_TIMEOUT_S", 30.0),
         session_max_calls=_int(env, "SESSION_MAX_CALLS", 100, minimum=1),
         session_drain_grace_s=_float(env, "SESSION_DRAIN_GRACE_S", 10.0, minimum=0.0),

@@ -65,8 +65,9 @@ async def run_until_signalled(*services: Service, grace: timedelta = timedelta(s
     try:
         done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
         for task in done:
-            if task is not stopper and task.exception() is not None:
-                log.error("service_failed", service=task.get_name(), error=repr(task.exception()))
+            failure = task.exception() if task is not stopper else None
+            if failure is not None and not isinstance(failure, SwitchboardError):  # those are its one line
+                log.error("service_failed", service=task.get_name(), error=repr(failure))
         log.info("shutting_down", grace_s=grace.total_seconds())
         await asyncio.gather(*(s.shutdown(grace) for s in services), return_exceptions=True)
         await asyncio.wait(tasks, timeout=grace.total_seconds() + 5)

@@ -121,7 +121,7 @@ class Controller:
         self.telemetry = _Telemetry()
         self._health = (
             HealthServer(self.telemetry.metrics, lambda: self.ready and connected(self._bus), port=settings.health_port)
-            if settings.health_port
+            if settings.health_port is not None
             else None
         )
 

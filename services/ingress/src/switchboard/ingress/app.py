@@ -46,6 +46,7 @@ from switchboard.shared import events
 from switchboard.shared.bus import Bus
 from switchboard.shared.config import Settings
 from switchboard.shared.errors import BusUnavailable, ConfigError, SignatureError
+from switchboard.shared.health import start_site
 from switchboard.shared.lifecycle import cancel_and_wait
 from switchboard.shared.logging import get_logger
 from switchboard.shared.webhooks import Verifier
@@ -303,10 +304,13 @@ class Ingress:
             self.app(), access_log=None, shutdown_timeout=_SHUTDOWN_TIMEOUT_S, lingering_time=_LINGER_S
         )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self._settings.ingress_host, self._port)
-        await site.start()
-        addresses = self._runner.addresses
-        self.bound_port = addresses[0][1] if addresses else self._port
+        try:
+            self.bound_port = await start_site(
+                self._runner, self._settings.ingress_host, self._port, variable="INGRESS_PORT"
+            )
+        except ConfigError:
+            self._runner = None
+            raise
         log.info("ingress_listening", port=self.bound_port, path=WEBHOOK_PATH, max_body_bytes=self._max_body)
         self._starting = asyncio.create_task(self._connect(), name="ingress-connect")
         try:
@@ -325,6 +329,8 @@ class Ingress:
             try:
                 await asyncio.wait_for(self._bus.ensure_stream(), _STREAM_CREATE_TIMEOUT_S)
                 return
+            except ConfigError:  # NATS without JetStream: waiting will not help
+                raise
             except Exception as exc:  # NATS blinked, or JetStream is not ready yet: never give up
                 log.warning("stream_not_ready", error=str(exc) or type(exc).__name__, retry_in_s=delay)
             await asyncio.sleep(delay)
@@ -347,6 +353,16 @@ class Ingress:
     async def run(self) -> None:
         if self._runner is None:
             await self.start()
+        stopped = asyncio.ensure_future(self._stopped.wait())
+        starting = self._starting
+        try:
+            await asyncio.wait(
+                {stopped} | ({starting} if starting is not None else set()), return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            stopped.cancel()
+        if starting is not None and starting.done() and not starting.cancelled() and starting.exception() is not None:
+            raise starting.exception()  # type: ignore[misc]
         await self._stopped.wait()
 
     async def shutdown(self, grace: timedelta = timedelta(seconds=5)) -> None:

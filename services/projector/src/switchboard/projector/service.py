@@ -54,7 +54,7 @@ class Projector:
         self._applied = self._metrics.counter("events_applied", "Log events folded into the projections.")
         self._health = (
             HealthServer(self._metrics, lambda: self.ready and connected(self._bus), port=settings.health_port)
-            if settings.health_port
+            if settings.health_port is not None
             else None
         )
 

@@ -91,7 +91,7 @@ class SessionWorker:
         self.telemetry.live_calls.set_function(lambda: len(self._tasks))
         self._health = (
             HealthServer(self.telemetry.metrics, lambda: self.ready and connected(self._bus), port=settings.health_port)
-            if settings.health_port
+            if settings.health_port is not None
             else None
         )
 

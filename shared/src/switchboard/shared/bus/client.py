@@ -40,7 +40,7 @@ from switchboard.shared.bus.consume import WorkQueue
 from switchboard.shared.bus.pipeline import Batch, Pipeline, SentBatch
 from switchboard.shared.bus.urls import split_credentials
 from switchboard.shared.config import Settings
-from switchboard.shared.errors import AlreadyRecorded, BusUnavailable, NoResponder
+from switchboard.shared.errors import AlreadyRecorded, BusUnavailable, ConfigError, NoResponder
 from switchboard.shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -49,6 +49,7 @@ _WRONG_LAST_SEQUENCE = 10071
 _STREAM_NAME_IN_USE = 10058
 _CONNECT_BACKOFF_MAX_S = 5.0
 ONE_SHOT_CONNECT_S = 3.0
+_NO_JETSTREAM_S = 3.0
 """How long a one-shot command (`switchboard calls`, `tail`, `policy push`…) tries to reach NATS."""
 
 
@@ -230,14 +231,32 @@ class Bus:
         )
 
     async def ensure_stream(self) -> None:
-        """Create the CALLS stream, or bring an existing one to this configuration. Idempotent."""
+        """Create the CALLS stream, or bring an existing one to this configuration. Idempotent.
+
+        A server that keeps answering JetStream requests with "no responders" for `_NO_JETSTREAM_S` has
+        JetStream off: that is a `ConfigError` saying to start it with ``-js`` (a cluster still electing
+        its leader answers otherwise, and briefly)."""
         config = self._stream_config()
-        try:
-            await self.js.add_stream(config)
-        except nats.js.errors.BadRequestError as exc:
-            if exc.err_code != _STREAM_NAME_IN_USE:
-                raise
-            await self.js.update_stream(config)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _NO_JETSTREAM_S
+        while True:
+            try:
+                await self.js.add_stream(config)
+                break
+            except nats.js.errors.ServiceUnavailableError:
+                if loop.time() > deadline:
+                    url = self.nc.connected_url.geturl() if self.nc.connected_url else "the server"
+                    raise ConfigError(
+                        f"NATS at {url} has no JetStream: start nats-server with -js (or enable JetStream in its "
+                        f"configuration)"
+                    ) from None
+                await asyncio.sleep(0.5)
+                continue
+            except nats.js.errors.BadRequestError as exc:
+                if exc.err_code != _STREAM_NAME_IN_USE:
+                    raise
+                await self.js.update_stream(config)
+                break
         self.stream_ready = True
 
     async def stream_exists(self) -> bool:
