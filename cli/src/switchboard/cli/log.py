@@ -16,6 +16,7 @@ from typing import Any, TextIO
 import msgspec
 
 from switchboard.cli.args import parse_when
+from switchboard.cli.live import resolve_call
 from switchboard.cli.render import render, wanted
 from switchboard.shared import events
 from switchboard.shared.bus import ONE_SHOT_CONNECT_S, Bus
@@ -89,6 +90,8 @@ async def tail(settings: Settings, args: argparse.Namespace) -> None:
     """`switchboard tail`: follow events live (after `--since` or the whole log first)."""
     bus = await Bus.connect(settings.require_nats_url(), name="tail", give_up_after_s=ONE_SHOT_CONNECT_S)
     colour = sys.stdout.isatty()
+    if args.call is not None:
+        args.call = await resolve_call(bus, args.call, must_exist=False)
     try:
         selection = Selection(call=args.call, kinds=tuple(args.kind))
     except ValueError as exc:
@@ -146,6 +149,8 @@ async def _stream_span(bus: Bus) -> tuple[int, int, int]:
 async def _replay(bus: Bus, settings: Settings, args: argparse.Namespace) -> int:
     if args.rebuild:
         return await _rebuild(bus, settings, args)
+    if args.call is not None:
+        args.call = await resolve_call(bus, args.call, must_exist=False)
     try:
         selection = Selection(call=args.call, kinds=tuple(args.kind))
     except ValueError as exc:
@@ -270,8 +275,7 @@ def transcript_text(transcript: Transcript) -> str:
 async def _transcript(bus: Bus, args: argparse.Namespace, ttl_s: float) -> int:
     from switchboard.shared.projections.store import ProjectionStore
 
-    if not events.is_safe_call_id(args.call_id):
-        raise ConfigError(f"not a call id: {args.call_id!r}")
+    args.call_id = await resolve_call(bus, args.call_id, must_exist=False)
     store = await ProjectionStore(bus, (TRANSCRIPTS,), ttl_s=ttl_s).open()
     found, _ = await store.get(TRANSCRIPTS, args.call_id)
     if found is None:  # not projected (yet): fold the call's own events, a subject-filtered read

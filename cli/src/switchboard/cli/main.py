@@ -70,9 +70,11 @@ def _parser() -> argparse.ArgumentParser:
     push = policy_sub.add_parser("push", help="validate FILE and make it the policy every controller runs")
     push.add_argument("file", type=Path, metavar="FILE")
 
+    from switchboard.cli import live
     from switchboard.cli import log as logcli
 
     logcli.add_parsers(sub)  # replay, calls, transcript, projector
+    live.add_parsers(sub)  # say, send, hangup, transfer
     return parser
 
 
@@ -198,6 +200,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(logcli.run(settings, args))
         elif args.command == "policy":
             return _policy(settings, args)
+        elif args.command in ("say", "send", "hangup", "transfer"):
+            from switchboard.cli import live
+
+            return _run(live.run(settings, args))
     except ConfigError as exc:
         print(f"switchboard: {exc}", file=sys.stderr)
         return 2
