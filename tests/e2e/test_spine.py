@@ -38,7 +38,7 @@ async def test_openai_sees_the_agents_accept_body_and_the_bearer_key(system: Loc
     await call_events(bus, call_id)
     record = system.emulator.calls[call_id]
     assert record.accept_body["type"] == "realtime"
-    assert record.accept_body["model"] == "gpt-realtime"
+    assert record.accept_body["model"] == "gpt-realtime-2"
     assert record.accept_body["audio"] == {"output": {"voice": "marin"}}
     assert [c.authorization for c in record.sideband_connections] == ["valid"]
     greeting = record.client_events[0]

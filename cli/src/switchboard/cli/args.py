@@ -1,4 +1,4 @@
-"""Argument types the commands share: durations (``15m``) and times (``2h`` ago or ISO 8601)."""
+"""Argument types the commands share: durations (``15m``), times (``2h`` ago or ISO 8601), kind globs."""
 
 from __future__ import annotations
 
@@ -16,6 +16,17 @@ def parse_duration(text: str) -> timedelta:
     if not found:
         raise argparse.ArgumentTypeError(f"not a duration like 90s, 15m, 24h or 7d: {text!r}")
     return timedelta(seconds=float(found.group(1)) * _UNITS[found.group(2)])
+
+
+_KIND_GLOB = re.compile(r"^[A-Za-z0-9_*?\[\]!-]+(?:\.[A-Za-z0-9_*?\[\]!-]+)*$")
+
+
+def parse_kind(text: str) -> str:
+    """An event-kind glob (``ended``, ``rt.*``, ``*.done``), checked when parsed, not when NATS refuses it."""
+    if not _KIND_GLOB.match(text):
+        hint = " (one per --kind: --kind ended --kind decided)" if any(c in text for c in " ,") else ""
+        raise argparse.ArgumentTypeError(f"not an event kind or glob like ended, rt.* or *.done: {text!r}{hint}")
+    return text
 
 
 def parse_when(text: str) -> datetime:

@@ -15,7 +15,7 @@ from typing import Any, TextIO
 
 import msgspec
 
-from switchboard.cli.args import parse_when
+from switchboard.cli.args import parse_kind, parse_when
 from switchboard.cli.live import resolve_call
 from switchboard.cli.render import render, wanted
 from switchboard.shared import events
@@ -38,7 +38,9 @@ def add_parsers(sub: Any) -> None:
     """Add `replay`, `calls`, `transcript` and `projector` to the `switchboard` command."""
     rp = sub.add_parser("replay", help="print or export stored call events; rebuild the projections")
     rp.add_argument("--call", help="only this call id (reads only its events)")
-    rp.add_argument("--kind", action="append", default=[], help="only these kinds (globs: rt.*, ended)")
+    rp.add_argument(
+        "--kind", action="append", default=[], type=parse_kind, help="only these kinds (globs: rt.*, ended)"
+    )
     rp.add_argument("--since", type=parse_when, help="from this time, or this long ago (15m, 2h)")
     rp.add_argument("--until", type=parse_when, help="up to this time, or this long ago")
     rp.add_argument("--json", action="store_true", help="JSONL: each event's envelope exactly as stored")

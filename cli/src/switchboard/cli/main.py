@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
 import os
 import sys
 import tempfile
@@ -11,7 +12,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 
-from switchboard.cli.args import parse_duration
+from switchboard.cli.args import parse_duration, parse_kind
 from switchboard.emulator.errors import EmulatorError
 from switchboard.emulator.scripts import SCRIPTS
 from switchboard.shared import config as config_module
@@ -25,6 +26,7 @@ SERVICES = ("ingress", "controller", "session", "projector")
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="switchboard", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = sub.add_parser("demo", help="everything local: place sample calls, show them live, summarise, exit")
@@ -39,6 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("ingress", help="run the webhook ingress (also `switchboard-ingress`)")
     sub.add_parser("controller", help="run the call controller (also `switchboard-controller`)")
     sub.add_parser("session", help="run a session worker (also `switchboard-session`)")
+    sub.add_parser("secret", help="print a fresh webhook secret (whsec_…) for OPENAI_WEBHOOK_SECRET on local runs")
 
     emulator = sub.add_parser("emulator", help="run the OpenAI emulator on EMULATOR_PORT")
     emulator.add_argument("--webhook-url", help="where to POST webhooks (default: the local ingress)")
@@ -53,7 +56,9 @@ def _parser() -> argparse.ArgumentParser:
 
     tail = sub.add_parser("tail", help="follow call events live")
     tail.add_argument("--call", help="only this call id")
-    tail.add_argument("--kind", action="append", default=[], help="only these kinds (globs: rt.*, ended)")
+    tail.add_argument(
+        "--kind", action="append", default=[], type=parse_kind, help="only these kinds (globs: rt.*, ended)"
+    )
     start = tail.add_mutually_exclusive_group()
     start.add_argument("--since", type=parse_duration, help="start this far back, e.g. 15m")
     start.add_argument("--from-start", action="store_true", help="replay the whole log first")
@@ -171,10 +176,22 @@ def _service(name: str) -> int:
     return service([])
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("switchboard")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command in SERVICES:
         return _service(args.command)
+    if args.command == "secret":
+        from switchboard.cli.local import new_webhook_secret
+
+        print(new_webhook_secret())
+        return 0
     try:
         settings = config_module.load()
         level = settings.log_level

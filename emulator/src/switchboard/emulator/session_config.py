@@ -62,7 +62,7 @@ _AUDIO_FORMATS = frozenset({"audio/pcm", "audio/pcmu", "audio/pcma"})
 _TURN_DETECTION_TYPES = frozenset({"server_vad", "semantic_vad"})
 _TOOL_CHOICE_MODES = frozenset({"auto", "none", "required"})
 
-DEFAULT_MODEL = "gpt-realtime"
+DEFAULT_MODEL = "gpt-realtime-2"
 DEFAULT_INSTRUCTIONS = (
     "Your knowledge cutoff is 2023-10. You are a helpful, witty, and friendly AI. Act like a human, but "
     "remember that you aren't a human and that you can't do human things in the real world."

@@ -128,7 +128,7 @@ class Agent(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """The Realtime session an accepted call gets, and what the session worker does with it."""
 
     instructions: str
-    model: str = "gpt-realtime"
+    model: str = "gpt-realtime-2"
     voice: str = "marin"
     greeting: str | None = None
     audio: Audio = Audio()
