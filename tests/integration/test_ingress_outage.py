@@ -76,6 +76,12 @@ async def _count_is(bus: Bus, n: int) -> bool:
         return False
 
 
+def _stopped(pid: int) -> bool:
+    """Whether the process is in the stopped state (``T`` in /proc/<pid>/stat)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat[stat.rindex(")") + 2] == "T"
+
+
 async def test_a_stalled_nats_gives_503_at_the_deadline_and_the_retry_is_stored_once(
     nats_server: NatsServer, http: aiohttp.ClientSession, bus: Bus
 ) -> None:
@@ -88,6 +94,7 @@ async def test_a_stalled_nats_gives_503_at_the_deadline_and_the_retry_is_stored_
     try:
         os.kill(pid, signal.SIGSTOP)
         try:
+            await eventually(lambda: _stopped(pid), what="nats-server stopped")  # the signal lands asynchronously
             status, answer, headers = await client.deliver(incoming("rtc_slow"), "wh_slow")
         finally:
             os.kill(pid, signal.SIGCONT)
