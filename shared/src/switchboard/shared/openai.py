@@ -61,7 +61,8 @@ def _error_fields(body: bytes) -> tuple[str | None, str | None]:
 
 def _error_from(response: httpx.Response) -> UpstreamError:
     code, detail = _error_fields(response.content)
-    message = f"OpenAI answered {response.status_code}" + (f": {detail}" if detail is not None else "")
+    where = f" to {response.request.method} {response.request.url}"
+    message = f"OpenAI answered {response.status_code}{where}" + (f": {detail}" if detail is not None else "")
     return UpstreamError(response.status_code, code, message)
 
 
@@ -152,7 +153,8 @@ class CallsClient:
             try:
                 response = await self._http.post(path, json=body if body is not None else {})
             except httpx.HTTPError as exc:
-                error = UpstreamError(None, None, f"OpenAI {op} failed: {type(exc).__name__}")
+                why = f"{type(exc).__name__}" + (f": {exc}" if str(exc) else "")
+                error = UpstreamError(None, None, f"OpenAI {op} failed: POST {self._http.base_url.join(path)}: {why}")
             else:
                 if response.is_success:
                     return CallResult(response.status_code, round((time.perf_counter() - started) * 1000, 2))
@@ -273,8 +275,12 @@ class Sideband:
                 await session.close()
             if isinstance(exc, aiohttp.WSServerHandshakeError) and exc.status >= 400:
                 code = _error_fields(refusal[0])[0] if refusal else None
-                raise UpstreamError(exc.status, code, f"sideband refused with {exc.status}") from None
-            raise UpstreamError(None, None, f"sideband connect failed: {type(exc).__name__}") from None
+                url = sideband_url(base_url, call_id)
+                raise UpstreamError(exc.status, code, f"sideband {url} refused with {exc.status}") from None
+            why = f"{type(exc).__name__}" + (f": {exc}" if str(exc) else "")
+            raise UpstreamError(
+                None, None, f"sideband connect to {sideband_url(base_url, call_id)} failed: {why}"
+            ) from None
         finally:
             _refusal_body.reset(token)
         return cls(ws, None if http is not None else session)
