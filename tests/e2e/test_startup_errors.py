@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,6 +32,15 @@ async def _run(*args: str, env: dict[str, str], timeout_s: float = 30.0) -> tupl
     return proc.returncode, [line for line in err.decode().splitlines() if line.strip()]
 
 
+@contextlib.contextmanager
+def _taken_port() -> Iterator[int]:
+    """A port another socket is listening on, for as long as the block runs."""
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        yield taken.getsockname()[1]
+
+
 def _env(nats_url: str) -> dict[str, str]:
     return {"NATS_URL": nats_url, "OPENAI_API_KEY": "sk-test", "OPENAI_WEBHOOK_SECRET": new_webhook_secret()}
 
@@ -39,10 +50,7 @@ async def test_a_port_in_use_is_one_line_naming_the_variable_to_set(
     nats_server: NatsServer, service: str, variable: str
 ) -> None:
     """The port a service listens on is taken: exit 2 and ``port N (VAR) is in use: set VAR to a free port``."""
-    with socket.socket() as taken:
-        taken.bind(("0.0.0.0", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
+    with _taken_port() as port:
         code, lines = await _run(service, env={**_env(nats_server.url), variable: str(port)})
     assert code == 2
     assert lines == [f"switchboard-{service}: port {port} ({variable}) is in use: set {variable} to a free port"]
@@ -82,10 +90,7 @@ async def test_up_with_a_port_in_use_says_which_and_leaves_no_nats_server_behind
     tmp_path: Path, command: str, variable: str
 ) -> None:
     """`up` whose ingress or emulator port is taken: one line naming the variable, exit 2, no orphan nats-server."""
-    with socket.socket() as taken:
-        taken.bind(("0.0.0.0", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
+    with _taken_port() as port:
         env = {"NATS_URL": "", "OPENAI_API_KEY": "", "OPENAI_WEBHOOK_SECRET": "", variable: str(port)}
         code, lines = await _run(command, "--data-dir", str(tmp_path / "data"), env=env)
     assert code == 2

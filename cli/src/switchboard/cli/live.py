@@ -65,7 +65,8 @@ async def resolve_call(bus: Bus, given: str, *, must_exist: bool = True) -> str:
     if not given or not events.is_safe_call_id(given):
         raise ConfigError(f"not a call id: {given!r}")
     try:
-        info = await bus.js.stream_info(events.STREAM, subjects_filter=f"{events.SUBJECT_ROOT}.*.>")
+        # One subject per call (every call starts with `incoming`), not one per event kind of every call.
+        info = await bus.js.stream_info(events.STREAM, subjects_filter=f"{events.SUBJECT_ROOT}.*.incoming")
     except Exception as exc:
         raise BusUnavailable(f"cannot read stream {events.STREAM}: {str(exc) or type(exc).__name__}") from exc
     calls = {subject.split(".", 2)[1] for subject in (info.state.subjects or {})}
