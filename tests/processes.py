@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 import sys
+from pathlib import Path
 
 CLI = [sys.executable, "-m", "switchboard"]
 
@@ -50,9 +51,9 @@ class Proc:
         await self.wait(5)
 
 
-async def spawn(*args: str, env: dict[str, str]) -> Proc:
+async def spawn(*args: str, env: dict[str, str], cwd: Path | None = None) -> Proc:
     proc = await asyncio.create_subprocess_exec(
-        *CLI, *args, env={**os.environ, "LOG_LEVEL": "warning", **env},
+        *CLI, *args, env={**os.environ, "LOG_LEVEL": "warning", **env}, cwd=cwd,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL, stdin=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     return Proc(proc)

@@ -148,6 +148,47 @@ async def test_up_stays_up_serves_calls_and_stops_cleanly(tmp_path: Path, procs:
     assert await up.stop(30) == 0
 
 
+@pytest.mark.timeout(90)
+async def test_commands_run_from_ups_folder_find_it_without_nats_url(tmp_path: Path, procs: list[Proc]) -> None:
+    """With `up` running in a folder, `call` and `calls` run there (or below) need neither NATS_URL nor
+    EMULATOR_PORT; the banner says what to export elsewhere; stopping `up` removes its record."""
+    unset = {"NATS_URL": "", "EMULATOR_PORT": "", "OPENAI_API_KEY": "", "SWITCHBOARD_POLICY": ""}
+    up_env = {**unset, "EMULATOR_PORT": str(free_port()), "INGRESS_PORT": str(free_port())}
+    up = await spawn("up", "--pace", "0", env=up_env, cwd=tmp_path)
+    procs.append(up)
+    ready = await up.wait_for_line("Switchboard is up", timeout_s=60)
+    nats_url = ready.split("NATS_URL=", 1)[1].strip()
+    await up.wait_for_line("Follow events with `switchboard tail`")
+    assert f"  Commands run from {tmp_path} find this system; elsewhere, export NATS_URL={nats_url}" in up.lines
+    assert any(line.startswith(f"  Data folder: {tmp_path / '.switchboard'} ") for line in up.lines)
+    below = tmp_path / "notes"
+    below.mkdir()
+    call = await spawn("call", "--from", "+14155550101", "--to", "+18005550100", "--script", "silent", "--wait",
+                       env=unset, cwd=below)  # fmt: skip
+    procs.append(call)
+    assert await call.wait(30) == 0
+    calls = await spawn("calls", env=unset, cwd=below)
+    procs.append(calls)
+    assert await calls.wait(30) == 0
+    assert any(line.startswith(call.lines[0]) for line in calls.lines)
+    assert await up.stop(30) == 0
+    assert not (tmp_path / ".switchboard" / "running.json").exists()
+
+
+async def test_a_command_run_elsewhere_without_nats_url_says_what_to_set(tmp_path: Path) -> None:
+    """`switchboard calls` with no NATS_URL and no `up` in this folder: one line naming NATS_URL, exit 2."""
+    proc = await asyncio.create_subprocess_exec(
+        *CLI, "calls", env={**os.environ, "NATS_URL": ""}, cwd=tmp_path, stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 15)
+    assert proc.returncode == 2
+    assert (out + err).decode().splitlines() == [
+        "switchboard: NATS_URL is not set: export NATS_URL=nats://HOST:4222 (the switchboard command also finds "
+        "a `switchboard up` running from this folder)"
+    ]
+
+
 async def test_a_one_shot_command_without_nats_fails_fast_in_one_line_naming_the_url() -> None:
     """`switchboard calls` with NATS unreachable exits 1 within a few seconds, with one line and the URL."""
     url = f"nats://127.0.0.1:{free_port()}"

@@ -15,7 +15,7 @@ import pytest
 
 from switchboard.cli.natsserver import NatsServer
 from switchboard.controller.decider import decide
-from switchboard.controller.policy import facts_from_incoming, load_policy
+from switchboard.controller.policy import builtin_policy_text, facts_from_incoming, load_policy
 from switchboard.controller.policy_source import POLICY_KEY, policy_bucket, policy_version
 from switchboard.shared.bus import Bus
 from switchboard.shared.events import IncomingCallData
@@ -44,8 +44,8 @@ class Result(msgspec.Struct):
     err: str
 
 
-async def switchboard(*args: str, nats_url: str = "") -> Result:
-    env = {**os.environ, "LOG_LEVEL": "warning", "NATS_URL": nats_url}
+async def switchboard(*args: str, nats_url: str = "", env: dict[str, str] | None = None) -> Result:
+    env = {**os.environ, "LOG_LEVEL": "warning", "NATS_URL": nats_url, **(env or {})}
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "switchboard", *args, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.DEVNULL,
@@ -136,9 +136,11 @@ async def test_push_stores_a_valid_policy_in_the_kv(tmp_path: Path, nats_server:
     policy.write_text(STRICTER)
     result = await switchboard("policy", "push", str(policy), nats_url=nats_server.url)
     assert result.code == 0, result.err
-    assert (
-        result.out == f"pushed {policy} (version {policy_version(STRICTER)}) to switchboard_policy/current revision 1\n"
-    )
+    assert result.out.splitlines() == [
+        f"pushed {policy} (version {policy_version(STRICTER)}) to switchboard_policy/current revision 1",
+        "it overrides every controller's SWITCHBOARD_POLICY file (and the built-in policy), across restarts, "
+        "until `switchboard policy reset`",
+    ]
     entry = await (await policy_bucket(bus)).get(POLICY_KEY)
     assert entry.value.decode() == STRICTER
 
@@ -151,3 +153,52 @@ async def test_push_refuses_an_invalid_policy(tmp_path: Path, nats_server: NatsS
     assert result.code == 1 and "bogus" in result.err
     with pytest.raises(nats.js.errors.KeyNotFoundError):
         await (await policy_bucket(bus)).get(POLICY_KEY)
+
+
+async def test_show_prints_the_pushed_policy_and_where_it_came_from(
+    tmp_path: Path, nats_server: NatsServer, bus: Bus
+) -> None:
+    """``policy show`` after a push prints the pushed YAML, headed by comments naming the KV key and version."""
+    policy = tmp_path / "stricter.yaml"
+    policy.write_text(STRICTER)
+    assert (await switchboard("policy", "push", str(policy), nats_url=nats_server.url)).code == 0
+    result = await switchboard("policy", "show", nats_url=nats_server.url)
+    assert result.code == 0, result.err
+    head, rest = result.out.split("\n", 2)[:2], result.out.split("\n", 2)[2]
+    assert head == [
+        f"# in force: the policy pushed to switchboard_policy/current (revision 1), version {policy_version(STRICTER)}",
+        "# it overrides every controller's SWITCHBOARD_POLICY file; `switchboard policy reset` goes back to that",
+    ]
+    assert rest == STRICTER
+
+
+async def test_show_without_a_push_prints_the_file_the_environment_names(
+    tmp_path: Path, nats_server: NatsServer, bus: Bus
+) -> None:
+    """``policy show`` with nothing pushed prints SWITCHBOARD_POLICY's file and its version."""
+    policy = tmp_path / "stricter.yaml"
+    policy.write_text(STRICTER)
+    result = await switchboard("policy", "show", nats_url=nats_server.url, env={"SWITCHBOARD_POLICY": str(policy)})
+    assert result.code == 0, result.err
+    assert result.out == f"# in force: {policy}, version {policy_version(STRICTER)} (no policy is pushed)\n{STRICTER}"
+
+
+async def test_reset_removes_the_pushed_policy(tmp_path: Path, nats_server: NatsServer, bus: Bus) -> None:
+    """``policy reset`` deletes the pushed policy and says what controllers run now; a second one has nothing to do."""
+    policy = tmp_path / "stricter.yaml"
+    policy.write_text(STRICTER)
+    assert (await switchboard("policy", "push", str(policy), nats_url=nats_server.url)).code == 0
+    builtin = policy_version(builtin_policy_text())
+    first = await switchboard("policy", "reset", nats_url=nats_server.url)
+    assert (first.code, first.out) == (
+        0,
+        f"reset: removed the pushed policy (version {policy_version(STRICTER)}, revision 1); "
+        f"controllers go back to the built-in policy (version {builtin})\n",
+    )
+    with pytest.raises(nats.js.errors.KeyNotFoundError):
+        await (await policy_bucket(bus)).get(POLICY_KEY)
+    second = await switchboard("policy", "reset", nats_url=nats_server.url)
+    assert (
+        second.out
+        == f"nothing to reset: no policy is pushed; controllers run the built-in policy (version {builtin})\n"
+    )

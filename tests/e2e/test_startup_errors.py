@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import socket
 from collections.abc import Iterator
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from switchboard.cli.local import new_webhook_secret
-from switchboard.cli.natsserver import NatsServer
+from switchboard.cli.natsserver import NatsServer, free_port
 from tests.processes import CLI
 
 
@@ -97,3 +98,24 @@ async def test_up_with_a_port_in_use_says_which_and_leaves_no_nats_server_behind
     assert lines == [f"switchboard: port {port} ({variable}) is in use: set {variable} to a free port"]
     assert not any("Traceback" in line for line in lines)
     assert _processes_using(tmp_path / "data") == []
+
+
+@pytest.mark.parametrize("service", ["controller", "session"])
+async def test_an_unreachable_openai_base_url_is_one_warning_at_start(nats_server: NatsServer, service: str) -> None:
+    """OPENAI_BASE_URL answers nothing: the service starts anyway and warns once, naming the URL it tried."""
+    base = f"http://127.0.0.1:{free_port()}/v1"
+    env = {**_env(nats_server.url), "OPENAI_BASE_URL": base, "SWITCHBOARD_LOG_FORMAT": "json"}
+    proc = await asyncio.create_subprocess_exec(
+        *CLI, service, env={**os.environ, "LOG_LEVEL": "warning", **env},
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    try:
+        line = await asyncio.wait_for(proc.stderr.readline(), 20)
+    finally:
+        proc.terminate()
+        _, rest = await asyncio.wait_for(proc.communicate(), 20)
+    warning = json.loads(line)
+    assert warning["event"] == "openai_unusable" and warning["level"] == "warning"
+    assert warning["problem"].startswith(f"cannot reach OpenAI: GET {base}/models: ConnectError")
+    assert b"openai_unusable" not in rest and proc.returncode == 0

@@ -224,3 +224,9 @@ async def test_injected_delay_slows_but_succeeds(
     response = await rest(emulator, call_id, "reject")
     assert response.status_code == 200
     await eventually(lambda: emulator.calls[call_id].state == "rejected")
+
+
+async def test_the_models_list_is_what_the_sdk_reads(sdk: openai.AsyncOpenAI) -> None:
+    """``GET /v1/models`` (the services' start-up check) answers as OpenAI does: the SDK lists its models."""
+    models = [model.id async for model in sdk.models.list()]
+    assert models == ["gpt-realtime-2"]

@@ -45,3 +45,36 @@ async def test_a_sideband_that_cannot_connect_names_its_url() -> None:
         UpstreamError, match=r"sideband connect to ws://127\.0\.0\.1:\d+/v1/realtime\?call_id=rtc_x failed"
     ):
         await Sideband.open(base, "rtc_x", Secret("sk-test"))
+
+
+async def _check(base_url: str, key: str) -> str | None:
+    calls = CallsClient(base_url, Secret(key))
+    try:
+        return await calls.check()
+    finally:
+        await calls.aclose()
+
+
+async def test_the_start_up_check_passes_on_a_working_openai(wired_emulator: Emulator) -> None:
+    """The right base URL and key: the start-up check finds nothing to say."""
+    assert await _check(wired_emulator.base_url, wired_emulator.config.api_key) is None
+
+
+async def test_the_start_up_check_names_an_unreachable_base_url() -> None:
+    """Nothing listening at OPENAI_BASE_URL: the check says it cannot reach the URL it asked."""
+    base = f"http://127.0.0.1:{free_port()}/v1"
+    problem = await _check(base, "sk-test")
+    assert problem is not None and problem.startswith(f"cannot reach OpenAI: GET {base}/models: ConnectError")
+
+
+async def test_the_start_up_check_names_a_refused_key(wired_emulator: Emulator) -> None:
+    """A wrong OPENAI_API_KEY: the check says OpenAI refused it (and never shows the key)."""
+    problem = await _check(wired_emulator.base_url, "sk-wrong")
+    assert problem == f"OpenAI refused OPENAI_API_KEY: GET {wired_emulator.base_url}/models answered 401"
+
+
+async def test_the_start_up_check_names_a_base_url_that_is_not_the_api(wired_emulator: Emulator) -> None:
+    """A base URL without ``/v1``: the check asks whether it is OpenAI's API."""
+    base = wired_emulator.base_url.removesuffix("/v1")
+    problem = await _check(base, wired_emulator.config.api_key)
+    assert problem == f"GET {base}/models answered 404: is OPENAI_BASE_URL OpenAI's API (it ends in /v1)?"

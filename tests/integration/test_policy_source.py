@@ -18,6 +18,7 @@ from switchboard.controller.policy_source import (
     policy_bucket,
     policy_version,
     push_policy,
+    reset_policy,
 )
 from switchboard.shared.bus import Bus
 from tests.waiting import eventually
@@ -203,3 +204,29 @@ async def test_without_a_path_the_built_in_policy_is_in_force(start: Start) -> N
 def test_the_file_is_polled_every_second_by_default() -> None:
     """Without a poll interval given, the file is looked at once a second."""
     assert PolicySource(None).poll_interval == timedelta(seconds=1)
+
+
+async def test_a_reset_puts_running_sources_back_on_their_file(tmp_path: Path, bus: Bus, start: Start) -> None:
+    """``policy reset`` (deleting the pushed policy) sends every running controller back to its own file."""
+    path = tmp_path / "policy.yaml"
+    write(path, A)
+    source = await start(path, bus)
+    await push_policy(bus, B, source="b.yaml")
+    await eventually(lambda: rule_names(source) == ["second"], timeout=5, what="push taken")
+    await reset_policy(bus)
+    await eventually(lambda: rule_names(source) == ["first"], timeout=5, what="back on the file")
+    assert source.origin == str(path.resolve()) and source.version == policy_version(A)
+
+
+async def test_a_pushed_policy_overriding_the_file_at_start_is_warned_about(
+    tmp_path: Path, bus: Bus, start: Start
+) -> None:
+    """A controller starting with a file while a pushed policy is in force says so once, naming both."""
+    path = tmp_path / "policy.yaml"
+    write(path, A)
+    await push_policy(bus, B, source="b.yaml")
+    with capture_logs() as logs:
+        await start(path, bus)
+    warned = [e for e in logs if e["event"] == "policy_pushed_overrides_file"]
+    assert len(warned) == 1
+    assert warned[0]["file"] == str(path.resolve()) and warned[0]["version"] == policy_version(B)

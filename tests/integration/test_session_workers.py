@@ -56,7 +56,7 @@ async def front(nats_server: NatsServer, tmp_path: Path) -> AsyncIterator[LocalS
         nats_url=nats_server.url, emulator_port=0, ingress_port=0, ingress_host="127.0.0.1",
         policy_path=str(policy), session_max_calls=2, session_drain_grace_s=0.0,
     )  # fmt: skip
-    system = LocalSystem(settings, data_dir=tmp_path, workers=0, pace=0)
+    system = LocalSystem(settings, data_dir=tmp_path, workers=0, pace=0, sample_tools=False)
     await system.start()
     try:
         yield system

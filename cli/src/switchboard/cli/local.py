@@ -17,11 +17,13 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
-from switchboard.cli.natsserver import NatsServer
+from switchboard.cli.natsserver import NatsServer, port_is_free
 from switchboard.cli.render import highlight, render
+from switchboard.cli.sample_tools import SampleTools
 from switchboard.controller.policy import load_policy
 from switchboard.controller.service import Controller
 from switchboard.emulator.config import EmulatorConfig
@@ -45,11 +47,23 @@ def new_webhook_secret() -> str:
 
 
 class LocalSystem:
-    """NATS + (emulator) + ingress + controller + `workers` session workers, started and stopped together."""
+    """NATS + (emulator) + ingress + controller + `workers` session workers + the projector and the sample
+    tool, started and stopped together."""
 
-    def __init__(self, settings: Settings, *, data_dir: Path, workers: int = 2, pace: float = 1.0) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        data_dir: Path,
+        workers: int = 2,
+        pace: float = 1.0,
+        nats_port: int | None = None,
+        sample_tools: bool = True,
+    ) -> None:
         self._base = settings
         self._data_dir = data_dir
+        self._nats_port = nats_port  # the embedded nats-server's, when free (else any free port)
+        self._sample_tools = sample_tools  # serve lookup_order (tests of tools serve their own)
         self._workers = workers
         self._pace = pace
         self.settings = settings
@@ -59,6 +73,7 @@ class LocalSystem:
         self.controller: Controller | None = None
         self.session_workers: list[SessionWorker] = []
         self.projector: Projector | None = None
+        self.tools: SampleTools | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -74,9 +89,7 @@ class LocalSystem:
         load_policy(base.policy_path)  # fail before starting anything if it is invalid
         nats_url = base.nats_url
         if nats_url is None:
-            self.nats = NatsServer(self._data_dir / "nats")
-            await self.nats.start()
-            nats_url = self.nats.url
+            nats_url = await self._start_nats()
             log.info("nats_started", url=nats_url)
         use_emulator = base.openai_api_key is None
         api_key = base.openai_api_key or Secret("sk-emulator-" + secrets.token_hex(16))
@@ -113,16 +126,34 @@ class LocalSystem:
         self.controller = Controller(self.settings)  # reloads SWITCHBOARD_POLICY when it changes
         self.session_workers = [SessionWorker(self.settings, worker=f"worker-{i + 1}") for i in range(self._workers)]
         self.projector = Projector(self.settings)  # keeps call_state/call_records/transcripts for `calls`
+        self.tools = SampleTools(self.settings) if self._sample_tools else None  # the built-in policy's lookup_order
         services: list[Service] = [self.ingress, self.controller, *self.session_workers, self.projector]
+        if self.tools is not None:
+            services.append(self.tools)
         for service in services:
             self._tasks.append(asyncio.create_task(service.run(), name=service.name))
         await self._wait_ready()
+
+    async def _start_nats(self) -> str:
+        """Start the embedded nats-server on the preferred port if it is free, else on any free one."""
+        if self._nats_port is not None and port_is_free(self._nats_port):
+            self.nats = NatsServer(self._data_dir / "nats", port=self._nats_port)
+            try:
+                await self.nats.start()
+                return self.nats.url
+            except ConfigError:  # taken since it was looked at: any free port will do
+                await self.nats.stop()
+        self.nats = NatsServer(self._data_dir / "nats")
+        await self.nats.start()
+        return self.nats.url
 
     async def _wait_ready(self, timeout_s: float = 30.0) -> None:
         """Return once the ingress can store webhooks and the controller and every worker take work;
         raise if one of them fails first."""
         deadline = asyncio.get_running_loop().time() + timeout_s
-        services = [self.controller, *self.session_workers, self.projector]
+        services: list[Any] = [self.controller, *self.session_workers, self.projector]
+        if self.tools is not None:
+            services.append(self.tools)
         while not all(s is not None and s.ready for s in services) or (
             self.ingress is not None and await self.ingress.not_ready() is not None
         ):
@@ -141,7 +172,9 @@ class LocalSystem:
 
     async def stop(self, grace: timedelta = timedelta(seconds=5)) -> None:
         services: list[Service] = [
-            s for s in (self.ingress, self.controller, *self.session_workers, self.projector) if s is not None
+            s
+            for s in (self.ingress, self.controller, *self.session_workers, self.projector, self.tools)
+            if s is not None
         ]
         await asyncio.gather(*(s.shutdown(grace) for s in services), return_exceptions=True)
         if self._tasks:

@@ -11,7 +11,11 @@ import tempfile
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import msgspec
+
+from switchboard.cli import here
 from switchboard.cli.args import parse_duration, parse_kind
 from switchboard.emulator.errors import EmulatorError
 from switchboard.emulator.scripts import SCRIPTS
@@ -20,6 +24,9 @@ from switchboard.shared import logging as logging_module
 from switchboard.shared.config import Settings
 from switchboard.shared.errors import ConfigError, SwitchboardError
 from switchboard.shared.lifecycle import run as _run
+
+if TYPE_CHECKING:
+    from switchboard.cli.local import LocalSystem
 
 SERVICES = ("ingress", "controller", "session", "projector")
 
@@ -36,7 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="everything local, stays up until Ctrl-C")
     up.add_argument("--workers", type=int, default=2, help="session workers to run")
     up.add_argument("--pace", type=float, default=1.0, help="speed of the emulated callers")
-    up.add_argument("--data-dir", type=Path, default=Path(".switchboard"), help="where the embedded NATS keeps data")
+    up.add_argument("--data-dir", type=Path, default=here.DATA_DIR,
+                    help="where the embedded NATS keeps the log and pushed policies (.switchboard)")  # fmt: skip
 
     sub.add_parser("ingress", help="run the webhook ingress (also `switchboard-ingress`)")
     sub.add_parser("controller", help="run the call controller (also `switchboard-controller`)")
@@ -74,13 +82,34 @@ def _parser() -> argparse.ArgumentParser:
     whatif.add_argument("--since", type=parse_duration, default=timedelta(hours=24), help="how far back (24h)")
     push = policy_sub.add_parser("push", help="validate FILE and make it the policy every controller runs")
     push.add_argument("file", type=Path, metavar="FILE")
+    policy_sub.add_parser("show", help="print the policy in force (YAML), where it came from and its version")
+    policy_sub.add_parser("reset", help="remove the pushed policy: controllers go back to their file or the built-in")
+    for name, action in policy_sub.choices.items():
+        if name != "check":  # check reads only FILE
+            _lists_environment(action, "policy")
 
     from switchboard.cli import live
     from switchboard.cli import log as logcli
 
     logcli.add_parsers(sub)  # replay, calls, transcript, projector
     live.add_parsers(sub)  # say, send, hangup, transfer
+    for name, command in sub.choices.items():
+        reader = _READER.get(name, "log")
+        if reader is not None:
+            _lists_environment(command, reader)
     return parser
+
+
+_READER: dict[str, str | None] = {
+    "demo": "local", "up": "local", "ingress": "ingress", "controller": "controller", "session": "session",
+    "projector": "projector", "emulator": "emulator", "call": "call", "secret": None, "policy": None,
+}  # fmt: skip
+"""Which variables (`config.READS`) each command's `--help` lists; the rest read the log ("log")."""
+
+
+def _lists_environment(command: argparse.ArgumentParser, reader: str) -> None:
+    command.epilog = config_module.environment_help(reader)
+    command.formatter_class = argparse.RawDescriptionHelpFormatter
 
 
 async def _up(settings: Settings, args: argparse.Namespace) -> None:
@@ -88,27 +117,60 @@ async def _up(settings: Settings, args: argparse.Namespace) -> None:
 
     from switchboard.cli.local import LocalSystem
 
-    system = LocalSystem(settings, data_dir=args.data_dir, workers=args.workers, pace=args.pace)
+    system = LocalSystem(settings, data_dir=args.data_dir, workers=args.workers, pace=args.pace, nats_port=NATS_PORT)
     await system.start()
-    print(f"Switchboard is up. NATS_URL={system.settings.nats_url}", flush=True)
-    if system.emulator is not None:
-        print(f"Emulator at {system.emulator.url}: place a call with `switchboard call --from +14155550101 "
-              f"--to +18005550100`", flush=True)  # fmt: skip
-    print("Follow events with `switchboard tail`; stop with Ctrl-C.", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    data_dir: Path = args.data_dir  # absolute (`main`), as commands from elsewhere need it
     waiter = asyncio.create_task(system.wait())
+    stop = asyncio.Event()
     stopper = asyncio.create_task(stop.wait())
     try:
+        nats_url = system.settings.nats_url
+        assert nats_url is not None and system.ingress is not None and system.ingress.bound_port is not None
+        emulator_port = system.emulator.port if system.emulator is not None else None
+        here.write(data_dir, here.Running(pid=os.getpid(), nats_url=nats_url, ingress_port=system.ingress.bound_port,
+                                          emulator_port=emulator_port, policy_path=settings.policy_path))  # fmt: skip
+        for line in _banner(system, data_dir, nats_url):
+            print(line, flush=True)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
         await asyncio.wait([waiter, stopper], return_when=asyncio.FIRST_COMPLETED)
     finally:
         stopper.cancel()
+        here.remove(data_dir, os.getpid())
         await system.stop()
         if waiter.done():
             waiter.result()
         waiter.cancel()
+
+
+NATS_PORT = 4222
+"""The embedded nats-server's port for `up` when it is free (NATS's own default), else any free one."""
+
+
+def _banner(system: LocalSystem, data_dir: Path, nats_url: str) -> list[str]:
+    """What `up` prints once everything is ready: where it runs and how to reach it."""
+    lines = [f"Switchboard is up. NATS_URL={nats_url}"]
+    if system.nats is not None and system.nats.port != NATS_PORT:
+        lines.append(f"  NATS is on port {system.nats.port}: port {NATS_PORT} is taken")
+    if system.emulator is not None:
+        lines.append(f"  Emulator at {system.emulator.url}: place a call with "
+                     "`switchboard call --from +14155550101 --to +18005550100`")  # fmt: skip
+    if system.nats is not None:
+        lines.append(f"  Data folder: {data_dir} (the log, and a policy pushed with `switchboard policy push`, "
+                     "which persists across restarts until `switchboard policy reset`)")  # fmt: skip
+    else:
+        lines.append(f"  Data folder: {data_dir} (where this run is recorded; the log is in NATS)")
+    origin = system.controller.policy_origin if system.controller is not None else None
+    if origin is not None and origin.startswith("kv:"):
+        lines.append(f"  A pushed policy is in force ({origin}), not SWITCHBOARD_POLICY's or the built-in one: "
+                     "`switchboard policy show`, `switchboard policy reset`")  # fmt: skip
+    if data_dir.name == here.DATA_DIR.name:
+        lines.append(f"  Commands run from {data_dir.parent} find this system; elsewhere, export NATS_URL={nats_url}")
+    else:  # commands look for a folder named .switchboard
+        lines.append(f"  For other commands, export NATS_URL={nats_url}")
+    lines.append("Follow events with `switchboard tail`; stop with Ctrl-C.")
+    return lines
 
 
 async def _emulator(settings: Settings, args: argparse.Namespace) -> None:
@@ -160,7 +222,26 @@ async def _tail(settings: Settings, args: argparse.Namespace) -> None:
 def _policy(settings: Settings, args: argparse.Namespace) -> int:
     from switchboard.controller import policy_commands
 
-    return policy_commands.run(args.policy_command, args.file, settings, since=getattr(args, "since", timedelta(0)))
+    path = getattr(args, "file", None)
+    return policy_commands.run(args.policy_command, path, settings, since=getattr(args, "since", timedelta(0)))
+
+
+def _find_up(settings: Settings) -> Settings:
+    """`settings` completed from the `switchboard up` running from this folder, for what the environment
+    leaves unset: the NATS URL (and with it the policy file), the emulator's port."""
+    if settings.nats_url is not None and os.environ.get("EMULATOR_PORT"):
+        return settings
+    found = here.find(Path.cwd())
+    if found is None:
+        return settings
+    changes: dict[str, object] = {}
+    if settings.nats_url is None:
+        changes["nats_url"] = found.nats_url
+        if settings.policy_path is None and found.policy_path is not None:
+            changes["policy_path"] = found.policy_path
+    if not os.environ.get("EMULATOR_PORT") and found.emulator_port is not None:
+        changes["emulator_port"] = found.emulator_port
+    return msgspec.structs.replace(settings, **changes)
 
 
 def _service(name: str) -> int:
@@ -198,12 +279,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo" and "LOG_LEVEL" not in os.environ:
             level = "warning"  # the live view is the demo's output; logs would drown it
         logging_module.configure(fmt=settings.log_format, level=level)
+        if args.command not in ("demo", "up", "emulator"):
+            settings = _find_up(settings)
         if args.command == "demo":
             from switchboard.cli.local import run_demo
 
             with tempfile.TemporaryDirectory(prefix="switchboard-demo-") as tmp:
                 return _run(run_demo(settings, data_dir=Path(tmp), pace=args.pace, workers=args.workers))
         if args.command == "up":
+            args.data_dir = args.data_dir.resolve()
+            if settings.policy_path is not None:  # recorded for commands run from elsewhere in the folder
+                settings = msgspec.structs.replace(settings, policy_path=os.path.abspath(settings.policy_path))
             _run(_up(settings, args))
         elif args.command == "emulator":
             _run(_emulator(settings, args))

@@ -35,6 +35,16 @@ def free_port() -> int:
         return port
 
 
+def port_is_free(port: int) -> bool:
+    """Whether nothing listens on loopback `port` (where an embedded server would listen)."""
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 class NatsServer:
     """One nats-server process with JetStream. `start()` returns once it accepts clients."""
 

@@ -24,7 +24,7 @@ from switchboard.emulator.errors import ApiError
 from switchboard.emulator.faults import CARRIER_SILENT, Fault, FaultOp
 from switchboard.emulator.live import LiveCall
 from switchboard.emulator.ports import OpenAIPort
-from switchboard.emulator.session_config import session_from_accept, validate_session
+from switchboard.emulator.session_config import DEFAULT_MODEL, session_from_accept, validate_session
 from switchboard.shared.sip import target_uri_problem
 
 log = structlog.get_logger(__name__)
@@ -52,6 +52,7 @@ class OpenAIApi:
     def register(self, app: web.Application) -> None:
         app.router.add_post("/v1/realtime/calls/{call_id}/{op}", self._rest)
         app.router.add_get("/v1/realtime", self._sideband)
+        app.router.add_get("/v1/models", self._models)
 
     @staticmethod
     @web.middleware
@@ -85,6 +86,13 @@ class OpenAIApi:
         return fault
 
     # REST.
+
+    async def _models(self, request: web.Request) -> web.Response:
+        """``GET /v1/models``: the models it emulates (a client checks its base URL and key with it)."""
+        if self._authorization(request) != "valid":
+            return _json_error(errors.invalid_api_key())
+        model = {"id": DEFAULT_MODEL, "object": "model", "created": 0, "owned_by": "system"}
+        return web.json_response({"object": "list", "data": [model]})
 
     async def _rest(self, request: web.Request) -> web.Response:
         call_id = request.match_info["call_id"]

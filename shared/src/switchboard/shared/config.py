@@ -42,6 +42,74 @@ class Secret:
 DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
 
 
+class Variable(msgspec.Struct, frozen=True):
+    """One environment variable of the contract: what `--help` and the docs' configuration table say."""
+
+    name: str
+    default: str
+    meaning: str
+
+
+VARIABLES = {
+    v.name: v
+    for v in (
+        Variable("NATS_URL", "required (the CLI finds the `switchboard up` run from this folder)", "the NATS cluster"),
+        Variable("OPENAI_API_KEY", "required (`up`/`demo`: unset runs the emulator)",
+                 "bearer key for REST and the sideband"),
+        Variable("OPENAI_WEBHOOK_SECRET", "required (`up`/`demo` with the emulator: generated)",
+                 "whsec_… webhook secret, comma-separated for rotation"),
+        Variable("OPENAI_BASE_URL", DEFAULT_OPENAI_BASE_URL, "OpenAI's REST base; the sideband URL is derived"),
+        Variable("SWITCHBOARD_POLICY", "the built-in policy", "path of the routing policy (YAML)"),
+        Variable("EMULATOR_PORT", "8100", "the emulator's HTTP port"),
+        Variable("INGRESS_PORT", "8080", "the ingress's HTTP port (webhooks, health, metrics)"),
+        Variable("INGRESS_HOST", "0.0.0.0", "the address the ingress listens on"),
+        Variable("INGRESS_MAX_BODY_BYTES", "1048576", "largest webhook body read; larger ones get 413"),
+        Variable("SESSION_MAX_CALLS", "100", "live calls per session worker at most"),
+        Variable("SESSION_DRAIN_GRACE_S", "10", "on SIGTERM, how long calls run on before they are handed over"),
+        Variable("SWITCHBOARD_WORKER", "<hostname>-<pid>", "this worker's name in session.* events"),
+        Variable("HEALTH_PORT", "any free port, printed at start", "GET /healthz, /readyz, /metrics; off: none"),
+        Variable("SWITCHBOARD_REFER_TIMEOUT_S", "30", "a call still up this long after a refer is suspect"),
+        Variable("SWITCHBOARD_STREAM_REPLICAS", "1", "replicas of the CALLS stream and the KV buckets"),
+        Variable("SWITCHBOARD_STREAM_MAX_AGE_S", "604800", "how long events are kept (and the projections' TTL)"),
+        Variable("SWITCHBOARD_DUPLICATE_WINDOW_S", "120", "how long the stream remembers a message id"),
+        Variable("SWITCHBOARD_LOG_FORMAT", "console", "console or json logs on stderr"),
+        Variable("SWITCHBOARD_NATS_FAST_PATH", "on", "off: nats-py's public API only"),
+        Variable("LOG_LEVEL", "info", "debug, info, warning or error"),
+    )
+}  # fmt: skip
+"""Every variable `load` reads (tests/unit/test_config.py holds it to `load` and to the docs' table)."""
+
+_LOGGING = ("SWITCHBOARD_LOG_FORMAT", "LOG_LEVEL")
+_STREAM = ("SWITCHBOARD_STREAM_REPLICAS", "SWITCHBOARD_STREAM_MAX_AGE_S", "SWITCHBOARD_NATS_FAST_PATH")
+READS = {
+    "ingress": ("NATS_URL", "OPENAI_WEBHOOK_SECRET", "INGRESS_PORT", "INGRESS_HOST", "INGRESS_MAX_BODY_BYTES",
+                *_STREAM, "SWITCHBOARD_DUPLICATE_WINDOW_S", *_LOGGING),
+    "controller": ("NATS_URL", "OPENAI_API_KEY", "OPENAI_BASE_URL", "SWITCHBOARD_POLICY", "HEALTH_PORT",
+                   "SWITCHBOARD_REFER_TIMEOUT_S", *_STREAM, *_LOGGING),
+    "session": ("NATS_URL", "OPENAI_API_KEY", "OPENAI_BASE_URL", "SWITCHBOARD_WORKER", "SESSION_MAX_CALLS",
+                "SESSION_DRAIN_GRACE_S", "HEALTH_PORT", *_STREAM, *_LOGGING),
+    "projector": ("NATS_URL", "HEALTH_PORT", *_STREAM, *_LOGGING),
+    "emulator": ("EMULATOR_PORT", "INGRESS_PORT", "OPENAI_API_KEY", "OPENAI_WEBHOOK_SECRET", *_LOGGING),
+    "local": tuple(VARIABLES),  # up and demo run everything
+    "log": ("NATS_URL", "SWITCHBOARD_STREAM_MAX_AGE_S", "SWITCHBOARD_NATS_FAST_PATH", *_LOGGING),
+    "call": ("EMULATOR_PORT",),
+    "policy": ("NATS_URL", "SWITCHBOARD_POLICY", *_LOGGING),
+}  # fmt: skip
+"""Which variables each service (and each kind of CLI command) reads: its `--help` lists them."""
+
+
+def environment_help(reader: str) -> str:
+    """The `--help` epilog listing the variables `reader` (a key of `READS`) reads, with their defaults."""
+    names = READS[reader]
+    width = max(len(n) for n in names)
+    lines = []
+    for n in names:
+        v = VARIABLES[n]
+        default = v.default if v.default.startswith("required") else f"default {v.default}"
+        lines.append(f"  {n:<{width}}  {v.meaning}; {default}")
+    return "environment:\n" + "\n".join(lines)
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Everything a service needs to know about its surroundings."""
 
@@ -69,7 +137,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     def require_nats_url(self) -> str:
         if not self.nats_url:
-            raise ConfigError("NATS_URL is required (e.g. nats://127.0.0.1:4222)")
+            raise ConfigError(
+                "NATS_URL is not set: export NATS_URL=nats://HOST:4222 (the switchboard command also finds "
+                "a `switchboard up` running from this folder)"
+            )
         return self.nats_url
 
     def require_api_key(self) -> Secret:

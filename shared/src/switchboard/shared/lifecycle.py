@@ -116,11 +116,17 @@ def service_main(
     """A service's process: settings from the environment, logging, the service until SIGTERM.
 
     `prog` is the service's distribution and console script (``switchboard-ingress``). It takes no
-    arguments but ``--help`` and ``--version``: the environment configures it. A bad setting or a
+    arguments but ``--help`` (which lists the variables it reads, `config.READS`) and ``--version``: the
+    environment configures it. A bad setting or a
     refusal from the bus or OpenAI is one line on stderr and a non-zero exit (2 for configuration,
     1 otherwise), never a traceback.
     """
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=description,
+        epilog=config_module.environment_help(prog.removeprefix("switchboard-")),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version(prog)}")
     parser.parse_args(argv)
     try:

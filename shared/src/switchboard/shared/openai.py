@@ -28,6 +28,9 @@ import msgspec
 
 from switchboard.shared.config import Secret
 from switchboard.shared.errors import UpstreamError
+from switchboard.shared.logging import get_logger
+
+log = get_logger(__name__)
 
 
 class CallResult(msgspec.Struct, frozen=True):
@@ -163,6 +166,21 @@ class CallsClient:
                 raise error
             await asyncio.sleep(self._retry.delay_s(attempt))
 
+    async def check(self, timeout_s: float = 3.0) -> str | None:
+        """Why OpenAI's base URL is no good (unreachable, not OpenAI's API, the key refused), or None.
+
+        One ``GET models`` (it lists the key's models, and changes nothing), without retries."""
+        url = self._http.base_url.join("models")
+        try:
+            response = await self._http.get(url, timeout=httpx.Timeout(timeout_s))
+        except httpx.HTTPError as exc:
+            return f"cannot reach OpenAI: GET {url}: {type(exc).__name__}" + (f": {exc}" if str(exc) else "")
+        if response.status_code in (401, 403):
+            return f"OpenAI refused OPENAI_API_KEY: GET {url} answered {response.status_code}"
+        if response.status_code == 404:
+            return f"GET {url} answered 404: is OPENAI_BASE_URL OpenAI's API (it ends in /v1)?"
+        return None
+
     async def accept(self, call_id: str, session: dict[str, Any]) -> CallResult:
         return await self._post(call_id, "accept", session)
 
@@ -174,6 +192,15 @@ class CallsClient:
 
     async def hangup(self, call_id: str) -> CallResult:
         return await self._post(call_id, "hangup", None)
+
+
+async def warn_if_unusable(calls: CallsClient, *, service: str) -> None:
+    """At start: one warning line if OpenAI cannot be used as configured (`CallsClient.check`)."""
+    problem = await calls.check()
+    if problem is not None:
+        log.warning(
+            "openai_unusable", service=service, problem=problem, hint="check OPENAI_BASE_URL and OPENAI_API_KEY"
+        )
 
 
 def sideband_url(base_url: str, call_id: str) -> str:

@@ -6,7 +6,10 @@
   the command started, re-decides each call since ``--since`` with `whatif.redecide`, and prints the
   changed decisions and a count. Nothing is sent to OpenAI or written to the log.
 - ``push FILE`` validates FILE (exit 1 if invalid, nothing stored) and puts it in the KV key every
-  controller watches (`policy_source`).
+  controller watches (`policy_source`); it overrides every controller's file until ``reset``.
+- ``show`` prints the policy in force as YAML, after ``#`` lines saying where it came from and its
+  version: the pushed one, else the file ``SWITCHBOARD_POLICY`` names (or the built-in policy).
+- ``reset`` deletes the pushed policy: every controller goes back to its file or the built-in policy.
 """
 
 from __future__ import annotations
@@ -18,8 +21,15 @@ from pathlib import Path
 
 import nats.errors
 
-from switchboard.controller.policy import Policy, PolicyError, load_policy, parse_policy
-from switchboard.controller.policy_source import POLICY_BUCKET, POLICY_KEY, push_policy
+from switchboard.controller.policy import Policy, PolicyError, builtin_policy_text, load_policy, parse_policy
+from switchboard.controller.policy_source import (
+    POLICY_BUCKET,
+    POLICY_KEY,
+    policy_version,
+    push_policy,
+    pushed_policy,
+    reset_policy,
+)
 from switchboard.controller.whatif import KINDS, redecide, render
 from switchboard.shared import events
 from switchboard.shared.bus import ONE_SHOT_CONNECT_S, Bus
@@ -81,29 +91,82 @@ async def push(bus: Bus, text: str, *, name: str) -> None:
     """Store `text` (already validated) as the policy every controller watches."""
     version, revision = await push_policy(bus, text, source=name)
     print(f"pushed {name} (version {version}) to {POLICY_BUCKET}/{POLICY_KEY} revision {revision}")
+    print("it overrides every controller's SWITCHBOARD_POLICY file (and the built-in policy), across restarts, "
+          "until `switchboard policy reset`")  # fmt: skip
 
 
-def run(command: str, path: Path, settings: Settings, *, since: timedelta = timedelta(hours=24)) -> int:
-    """Run ``switchboard policy <command> FILE``: the file is validated before NATS is contacted."""
-    if command == "check":
-        return check(path)
+def _own_policy(policy_path: str | None) -> tuple[str, str]:
+    """(the text, where it is) of the policy controllers run when none is pushed, as `policy_path` says."""
+    if policy_path is None:
+        return builtin_policy_text(), "the built-in policy"
     try:
-        text = path.read_text(encoding="utf-8")
-        policy = parse_policy(text, str(path))
+        return Path(policy_path).read_text(encoding="utf-8"), policy_path
     except (OSError, UnicodeDecodeError) as exc:
-        print(f"{path} policy: cannot read: {getattr(exc, 'strerror', None) or exc}", file=sys.stderr)
-        return 1
-    except PolicyError as exc:
-        _print_problems(exc)
-        return 1
+        reason = getattr(exc, "strerror", None) or exc
+        raise PolicyError(policy_path, [f"{policy_path} policy: cannot read: {reason}"]) from None
+
+
+async def show(bus: Bus, policy_path: str | None) -> None:
+    """Print the policy in force as YAML, headed by comment lines saying where it came from."""
+    pushed = await pushed_policy(bus)
+    if pushed is not None:
+        print(f"# in force: the policy pushed to {POLICY_BUCKET}/{POLICY_KEY} (revision {pushed.revision}), "
+              f"version {pushed.version}")  # fmt: skip
+        print("# it overrides every controller's SWITCHBOARD_POLICY file; `switchboard policy reset` goes back to that")
+        text = pushed.text
+    else:
+        text, where = _own_policy(policy_path)
+        print(f"# in force: {where}, version {policy_version(text)} (no policy is pushed)")
+    print(text, end="" if text.endswith("\n") else "\n")
+
+
+async def reset(bus: Bus, policy_path: str | None) -> None:
+    """Delete the pushed policy, and say what controllers run now."""
+    text, where = _own_policy(policy_path)
+    removed = await reset_policy(bus)
+    now = f"{where} (version {policy_version(text)})"
+    if removed is None:
+        print(f"nothing to reset: no policy is pushed; controllers run {now}")
+    else:
+        print(f"reset: removed the pushed policy (version {removed.version}, revision {removed.revision}); "
+              f"controllers go back to {now}")  # fmt: skip
+
+
+def run(
+    command: str,
+    path: Path | None,
+    settings: Settings,
+    *,
+    since: timedelta = timedelta(hours=24),
+) -> int:
+    """Run ``switchboard policy <command> [FILE]``: a file is validated before NATS is contacted."""
+    if command == "check":
+        assert path is not None
+        return check(path)
+    text, policy = "", None
+    if path is not None:
+        try:
+            text = path.read_text(encoding="utf-8")
+            policy = parse_policy(text, str(path))
+        except (OSError, UnicodeDecodeError) as exc:
+            print(f"{path} policy: cannot read: {getattr(exc, 'strerror', None) or exc}", file=sys.stderr)
+            return 1
+        except PolicyError as exc:
+            _print_problems(exc)
+            return 1
     url = settings.require_nats_url()
 
     async def with_bus() -> None:
         bus = await Bus.connect(url, name=f"policy-{command}", give_up_after_s=ONE_SHOT_CONNECT_S)
         try:
-            if command == "push":
+            if command == "show":
+                await show(bus, settings.policy_path)
+            elif command == "reset":
+                await reset(bus, settings.policy_path)
+            elif command == "push":
                 await push(bus, text, name=str(path))
             else:
+                assert policy is not None
                 await whatif(bus, policy, name=str(path), since=datetime.now(UTC) - since)
         finally:
             await bus.close()
@@ -112,5 +175,8 @@ def run(command: str, path: Path, settings: Settings, *, since: timedelta = time
         asyncio.run(with_bus())
     except BusUnavailable as exc:
         print(f"switchboard policy {command}: {exc}", file=sys.stderr)
+        return 1
+    except PolicyError as exc:
+        _print_problems(exc)
         return 1
     return 0

@@ -14,8 +14,10 @@ successful reload records ``calls._policy.reloaded``. (``_policy`` is never a re
 start with ``rtc_``.)
 
 At start, the file (or the built-in policy) must be valid or `start` raises `PolicyError`; then, if the
-KV key holds a policy, it replaces the file's, so every replica runs what was last pushed. After that,
-whichever changes last wins. Deleting the KV key leaves the policy in force as it is.
+KV key holds a policy, it replaces the file's, so every replica runs what was last pushed (and the
+controller warns, once, ``policy_pushed_overrides_file``). After that, whichever changes last wins.
+Deleting the KV key (``switchboard policy reset``) puts each replica back on its file or the built-in
+policy.
 """
 
 from __future__ import annotations
@@ -106,6 +108,43 @@ async def push_policy(bus: Bus, text: str, *, source: str, timeout_s: float = _K
     return policy_version(text), int(revision)
 
 
+class Pushed(msgspec.Struct, frozen=True, kw_only=True):
+    """The policy in the KV key: what every controller runs instead of its file."""
+
+    text: str
+    version: str
+    revision: int
+
+
+async def pushed_policy(bus: Bus, *, timeout_s: float = _KV_TIMEOUT_S) -> Pushed | None:
+    """The pushed policy in force, or None when none is (never pushed, or reset)."""
+    kv = await policy_bucket(bus, timeout_s=timeout_s)
+    try:
+        entry = await asyncio.wait_for(kv.get(POLICY_KEY), timeout_s)
+    except nats.js.errors.KeyNotFoundError:  # also a deleted key
+        return None
+    except (TimeoutError, nats.errors.Error) as exc:
+        raise BusUnavailable(f"policy key {POLICY_BUCKET}/{POLICY_KEY} unreadable: {type(exc).__name__}") from exc
+    if not entry.value:
+        return None
+    text = entry.value.decode("utf-8", errors="replace")
+    return Pushed(text=text, version=policy_version(text), revision=int(entry.revision or 0))
+
+
+async def reset_policy(bus: Bus, *, timeout_s: float = _KV_TIMEOUT_S) -> Pushed | None:
+    """Delete the pushed policy (its earlier versions stay in the bucket's history), so every controller
+    goes back to its file or the built-in policy; the policy that was removed, or None if none was pushed."""
+    pushed = await pushed_policy(bus, timeout_s=timeout_s)
+    if pushed is None:
+        return None
+    kv = await policy_bucket(bus, timeout_s=timeout_s)
+    try:
+        await asyncio.wait_for(kv.delete(POLICY_KEY), timeout_s)
+    except (TimeoutError, nats.errors.Error) as exc:
+        raise BusUnavailable(f"policy key {POLICY_BUCKET}/{POLICY_KEY} not deleted: {type(exc).__name__}") from exc
+    return pushed
+
+
 class _Loaded(msgspec.Struct, frozen=True):
     policy: Policy
     version: str
@@ -166,11 +205,9 @@ class PolicySource:
         """Load the file (PolicyError if invalid), then the KV key if it holds a policy; start watching."""
         if self._loaded is not None:
             return
-        if self.path is None:
-            text, origin = builtin_policy_text(), "built-in"
-        else:
+        if self.path is not None:
             self._file_seen = self._stat()
-            text, origin = self._read_file(), str(self.path)
+        text, origin = self._own_text()
         self._loaded = _Loaded(parse_policy(text, origin), policy_version(text), origin)
         log.info("policy_loaded", origin=origin, version=self.version, rules=len(self.current.rules))
         if self.path is not None:
@@ -181,6 +218,20 @@ class PolicySource:
             except BaseException:
                 await self.stop()  # start failed: leave no watcher task behind
                 raise
+            if self.origin != origin:
+                log.warning(
+                    "policy_pushed_overrides_file",
+                    file=origin,
+                    origin=self.origin,
+                    version=self.version,
+                    hint="`switchboard policy reset` goes back to the file (or the built-in policy)",
+                )
+
+    def _own_text(self) -> tuple[str, str]:
+        """This replica's own policy, without the KV key: (the file's text, its path) or the built-in one."""
+        if self.path is None:
+            return builtin_policy_text(), "built-in"
+        return self._read_file(), str(self.path)
 
     async def _start_kv_with_retries(self, attempts: int = _KV_START_ATTEMPTS) -> None:
         """`_start_kv`, tried again with backoff while the bucket is not answering yet (a cluster that is
@@ -326,10 +377,18 @@ class PolicySource:
             return
         self._kv_seen = revision
         origin = f"kv:{self._bucket}/{POLICY_KEY}@{revision}"
-        if entry.operation is not None or not entry.value:
-            log.info("policy_kv_cleared", origin=origin, kept=self.version)
-            return
         msg_id = f"kv:{self._bucket}:{revision}"  # replicas watching the same revision record it once
+        if entry.operation is not None or not entry.value:  # reset: back to this replica's own policy
+            log.info("policy_kv_cleared", origin=origin, previous=self.version)
+            if self.path is not None:
+                self._file_seen = self._stat()
+            try:
+                text, own = self._own_text()
+            except PolicyError as exc:
+                await self._refuse(str(self.path), None, exc.problems, msg_id=msg_id)
+                return
+            await self._offer(text, own, msg_id=msg_id)
+            return
         try:
             text = entry.value.decode("utf-8")
         except UnicodeDecodeError:

@@ -63,9 +63,10 @@ from switchboard.shared.bus import Ack, Bus, Delivery, Outcome, connected
 from switchboard.shared.config import Settings
 from switchboard.shared.errors import AlreadyRecorded, BusUnavailable, UpstreamError
 from switchboard.shared.health import HealthServer
+from switchboard.shared.lifecycle import cancel_and_wait
 from switchboard.shared.logging import get_logger
 from switchboard.shared.metrics import Metrics
-from switchboard.shared.openai import CallResult, CallsClient
+from switchboard.shared.openai import CallResult, CallsClient, warn_if_unusable
 from switchboard.shared.sip import target_uri_problem
 
 log = get_logger(__name__)
@@ -133,11 +134,17 @@ class Controller:
         assert self._fixed_policy is not None
         return self._fixed_policy
 
+    @property
+    def policy_origin(self) -> str | None:
+        """Where the policy in force came from (a file, ``built-in``, ``kv:…``); None for a fixed policy."""
+        return self._source.origin if self._source is not None else None
+
     async def run(self) -> None:
         if self._bus is None:
             self._bus = await Bus.for_service(self._settings, "controller")
         bus = self._bus
         subscriptions: list[Subscription] = []
+        checking: asyncio.Task[None] | None = None
         try:
             await bus.ensure_stream()
             if self._source is None and self._fixed_policy is None:
@@ -161,6 +168,7 @@ class Controller:
                 await self._health.start()
             self.ready = True
             log.info("controller_started", rules=len(self.policy.rules))
+            checking = asyncio.create_task(warn_if_unusable(self._calls, service="controller"))
             await asyncio.gather(
                 incoming.run(self.handle, self._stop, concurrency=self._concurrency, heartbeat_s=DECISION_HEARTBEAT_S),
                 ended.run(self._release, self._stop, concurrency=8),
@@ -168,6 +176,8 @@ class Controller:
             )
         finally:
             self.ready = False
+            if checking is not None:
+                await cancel_and_wait(checking)
             for sub in subscriptions:
                 with contextlib.suppress(Exception):
                     await sub.unsubscribe()

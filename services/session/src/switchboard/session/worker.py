@@ -39,7 +39,7 @@ from switchboard.shared.errors import BusUnavailable, LeaseLost
 from switchboard.shared.health import HealthServer
 from switchboard.shared.lifecycle import cancel_and_wait
 from switchboard.shared.logging import get_logger
-from switchboard.shared.openai import CallsClient, Sideband, sideband_session
+from switchboard.shared.openai import CallsClient, Sideband, sideband_session, warn_if_unusable
 
 log = get_logger(__name__)
 
@@ -116,6 +116,7 @@ class SessionWorker:
         heartbeats = asyncio.create_task(self._heartbeats())
         self.ready = True
         log.info("session_worker_started", worker=self.worker, max_calls=self.max_calls)
+        checking = asyncio.create_task(warn_if_unusable(self._calls, service="session"))
         try:
             try:
                 await self._claim_loop(queue)
@@ -125,6 +126,7 @@ class SessionWorker:
                 await asyncio.gather(*self._tasks.values(), return_exceptions=True)
         finally:
             self.ready = False
+            await cancel_and_wait(checking)
             await cancel_and_wait(waiting)
             await cancel_and_wait(heartbeats)
             await self._publisher.stop()
