@@ -17,7 +17,6 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import msgspec
 
@@ -127,12 +126,14 @@ class LocalSystem:
         self.session_workers = [SessionWorker(self.settings, worker=f"worker-{i + 1}") for i in range(self._workers)]
         self.projector = Projector(self.settings)  # keeps call_state/call_records/transcripts for `calls`
         self.tools = SampleTools(self.settings) if self._sample_tools else None  # the built-in policy's lookup_order
-        services: list[Service] = [self.ingress, self.controller, *self.session_workers, self.projector]
-        if self.tools is not None:
-            services.append(self.tools)
-        for service in services:
+        for service in self._services():
             self._tasks.append(asyncio.create_task(service.run(), name=service.name))
         await self._wait_ready()
+
+    def _services(self) -> list[Service]:
+        """The services started so far, in start order."""
+        parts = (self.ingress, self.controller, *self.session_workers, self.projector, self.tools)
+        return [s for s in parts if s is not None]
 
     async def _start_nats(self) -> str:
         """Start the embedded nats-server on the preferred port if it is free, else on any free one."""
@@ -151,10 +152,8 @@ class LocalSystem:
         """Return once the ingress can store webhooks and the controller and every worker take work;
         raise if one of them fails first."""
         deadline = asyncio.get_running_loop().time() + timeout_s
-        services: list[Any] = [self.controller, *self.session_workers, self.projector]
-        if self.tools is not None:
-            services.append(self.tools)
-        while not all(s is not None and s.ready for s in services) or (
+        services = [s for s in self._services() if s is not self.ingress]  # the ingress answers not_ready()
+        while not all(getattr(s, "ready", False) for s in services) or (
             self.ingress is not None and await self.ingress.not_ready() is not None
         ):
             for task in self._tasks:
@@ -171,12 +170,7 @@ class LocalSystem:
             task.result()
 
     async def stop(self, grace: timedelta = timedelta(seconds=5)) -> None:
-        services: list[Service] = [
-            s
-            for s in (self.ingress, self.controller, *self.session_workers, self.projector, self.tools)
-            if s is not None
-        ]
-        await asyncio.gather(*(s.shutdown(grace) for s in services), return_exceptions=True)
+        await asyncio.gather(*(s.shutdown(grace) for s in self._services()), return_exceptions=True)
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=grace.total_seconds() + 5)
         for task in self._tasks:

@@ -21,7 +21,14 @@ from pathlib import Path
 
 import nats.errors
 
-from switchboard.controller.policy import Policy, PolicyError, builtin_policy_text, load_policy, parse_policy
+from switchboard.controller.policy import (
+    Policy,
+    PolicyError,
+    builtin_policy_text,
+    load_policy,
+    parse_policy,
+    read_policy_text,
+)
 from switchboard.controller.policy_source import (
     POLICY_BUCKET,
     POLICY_KEY,
@@ -99,11 +106,7 @@ def _own_policy(policy_path: str | None) -> tuple[str, str]:
     """(the text, where it is) of the policy controllers run when none is pushed, as `policy_path` says."""
     if policy_path is None:
         return builtin_policy_text(), "the built-in policy"
-    try:
-        return Path(policy_path).read_text(encoding="utf-8"), policy_path
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = getattr(exc, "strerror", None) or exc
-        raise PolicyError(policy_path, [f"{policy_path} policy: cannot read: {reason}"]) from None
+    return read_policy_text(policy_path), policy_path
 
 
 async def show(bus: Bus, policy_path: str | None) -> None:
@@ -146,11 +149,8 @@ def run(
     text, policy = "", None
     if path is not None:
         try:
-            text = path.read_text(encoding="utf-8")
+            text = read_policy_text(path)
             policy = parse_policy(text, str(path))
-        except (OSError, UnicodeDecodeError) as exc:
-            print(f"{path} policy: cannot read: {getattr(exc, 'strerror', None) or exc}", file=sys.stderr)
-            return 1
         except PolicyError as exc:
             _print_problems(exc)
             return 1

@@ -42,6 +42,7 @@ from switchboard.controller.policy import (
     PolicyError,
     builtin_policy_text,
     parse_policy,
+    read_policy_text,
 )
 from switchboard.shared.bus import Bus
 from switchboard.shared.errors import BusUnavailable
@@ -118,7 +119,10 @@ class Pushed(msgspec.Struct, frozen=True, kw_only=True):
 
 async def pushed_policy(bus: Bus, *, timeout_s: float = _KV_TIMEOUT_S) -> Pushed | None:
     """The pushed policy in force, or None when none is (never pushed, or reset)."""
-    kv = await policy_bucket(bus, timeout_s=timeout_s)
+    return await _pushed_in(await policy_bucket(bus, timeout_s=timeout_s), timeout_s)
+
+
+async def _pushed_in(kv: Any, timeout_s: float) -> Pushed | None:
     try:
         entry = await asyncio.wait_for(kv.get(POLICY_KEY), timeout_s)
     except nats.js.errors.KeyNotFoundError:  # also a deleted key
@@ -134,10 +138,10 @@ async def pushed_policy(bus: Bus, *, timeout_s: float = _KV_TIMEOUT_S) -> Pushed
 async def reset_policy(bus: Bus, *, timeout_s: float = _KV_TIMEOUT_S) -> Pushed | None:
     """Delete the pushed policy (its earlier versions stay in the bucket's history), so every controller
     goes back to its file or the built-in policy; the policy that was removed, or None if none was pushed."""
-    pushed = await pushed_policy(bus, timeout_s=timeout_s)
+    kv = await policy_bucket(bus, timeout_s=timeout_s)
+    pushed = await _pushed_in(kv, timeout_s)
     if pushed is None:
         return None
-    kv = await policy_bucket(bus, timeout_s=timeout_s)
     try:
         await asyncio.wait_for(kv.delete(POLICY_KEY), timeout_s)
     except (TimeoutError, nats.errors.Error) as exc:
@@ -310,11 +314,7 @@ class PolicySource:
 
     def _read_file(self) -> str:
         assert self.path is not None
-        try:
-            return self.path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = getattr(exc, "strerror", None) or str(exc)
-            raise PolicyError(str(self.path), [f"{self.path} policy: cannot read: {reason}"]) from None
+        return read_policy_text(self.path)
 
     async def _poll_file(self) -> None:
         while not self._stopping.is_set():

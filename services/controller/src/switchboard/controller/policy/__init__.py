@@ -24,7 +24,13 @@ readable (`parse_policy`), the built-in example and `load_policy`, the package's
 """
 
 from switchboard.controller.policy.check import PolicyError, validate
-from switchboard.controller.policy.load import POLICY_MAX_BYTES, builtin_policy_text, load_policy, parse_policy
+from switchboard.controller.policy.load import (
+    POLICY_MAX_BYTES,
+    builtin_policy_text,
+    load_policy,
+    parse_policy,
+    read_policy_text,
+)
 from switchboard.controller.policy.match import (
     MATCH_MAX_CHARS,
     CallFacts,
@@ -104,6 +110,7 @@ __all__ = [
     "max_call_duration",
     "number_matches",
     "parse_policy",
+    "read_policy_text",
     "rule_matches",
     "text_matches",
     "validate",

@@ -238,13 +238,17 @@ def builtin_policy_text() -> str:
     return resources.files("switchboard.controller").joinpath("default_policy.yaml").read_text()
 
 
+def read_policy_text(path: str | Path) -> str:
+    """The YAML in the policy file at `path` (PolicyError naming the file when it cannot be read)."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or exc
+        raise PolicyError(str(path), [f"{path} policy: cannot read: {reason}"]) from None
+
+
 def load_policy(path: str | Path | None) -> Policy:
     """The policy at `path`, or the built-in example policy when `path` is None."""
     if path is None:
         return parse_policy(builtin_policy_text(), "built-in example policy")
-    p = Path(path)
-    try:
-        text = p.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PolicyError(str(p), [f"{p} policy: cannot read: {getattr(exc, 'strerror', None) or exc}"]) from None
-    return parse_policy(text, str(p))
+    return parse_policy(read_policy_text(path), str(path))
