@@ -103,6 +103,23 @@ async def test_replay_timeline_filters_kinds_and_hides_deltas(system: LocalSyste
     assert "call ended" in timeline and ".delta" not in timeline and 'caller: "Hi' in timeline
 
 
+async def test_replay_shows_the_readable_view_by_default_and_every_event_with_all(
+    system: LocalSystem, bus: Bus, two_calls: tuple[str, str]
+) -> None:
+    """A call's timeline skips the realtime chatter unless `--all`, which shows every stored event but deltas."""
+    answered, _ = two_calls
+    url = system.settings.nats_url
+    assert url is not None
+    stored = [e.kind for e in await call_events(bus, answered)]
+    _, readable = await switchboard("replay", "--call", answered[:12], nats_url=url)
+    _, everything = await switchboard("replay", "--call", answered[:12], "--all", nats_url=url)
+    kinds = [line.split()[2] for line in readable.splitlines()]
+    assert "decided" in kinds and "rt.response.output_audio_transcript.done" in kinds
+    assert "rt.response.content_part.added" not in kinds and len(kinds) < len(stored) / 2
+    assert [line.split()[2] for line in everything.splitlines()] == [k for k in stored if not k.endswith(".delta")]
+    assert all(line.split()[0].endswith("Z") for line in readable.splitlines())
+
+
 async def test_rebuild_recomputes_the_same_calls_table(system: LocalSystem, two_calls: tuple[str, str]) -> None:
     """`replay --rebuild` recomputes the projections from the log; `calls` shows the same calls after."""
     url = system.settings.nats_url

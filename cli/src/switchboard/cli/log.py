@@ -17,7 +17,7 @@ import msgspec
 
 from switchboard.cli.args import parse_kind, parse_when
 from switchboard.cli.live import resolve_call
-from switchboard.cli.render import render, wanted
+from switchboard.cli.render import clock, render, shown
 from switchboard.shared import events
 from switchboard.shared.bus import ONE_SHOT_CONNECT_S, Bus
 from switchboard.shared.config import Settings
@@ -43,8 +43,7 @@ def add_parsers(sub: Any) -> None:
     )
     rp.add_argument("--since", type=parse_when, help="from this time, or this long ago (15m, 2h)")
     rp.add_argument("--until", type=parse_when, help="up to this time, or this long ago")
-    rp.add_argument("--json", action="store_true", help="JSONL: each event's envelope exactly as stored")
-    rp.add_argument("--deltas", action="store_true", help="include streaming .delta events in the timeline")
+    add_view_flags(rp, json_help="JSONL: every selected event's envelope exactly as stored")
     rp.add_argument("--rebuild", action="store_true", help="recompute call_state, call_records, transcripts")
     rp.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                     help="progress bar on stderr (default: on a terminal, for long replays)")  # fmt: skip
@@ -78,6 +77,20 @@ async def run(settings: Settings, args: argparse.Namespace) -> int:
 # --- tail ---------------------------------------------------------------------------------------------
 
 
+def add_view_flags(parser: argparse.ArgumentParser, *, json_help: str) -> None:
+    """`--all`, `--deltas` and `--json`: how much of the selected events `tail` and `replay` print."""
+    parser.add_argument("--all", action="store_true",
+                        help="every event, not just the readable view (the demo's: Switchboard's own events, "
+                             "speech, transcripts, errors); an explicit --kind shows every match too")  # fmt: skip
+    parser.add_argument("--deltas", action="store_true", help="also the streaming .delta events (implies --all)")
+    parser.add_argument("--json", action="store_true", help=json_help)
+
+
+def _every(args: argparse.Namespace) -> bool:
+    """Whether the timeline shows every selected event rather than the readable view."""
+    return bool(args.all or args.kind or args.deltas)
+
+
 def _line(event: LogEvent, *, as_json: bool, colour: bool) -> str:
     if event.envelope is None:
         if as_json:
@@ -91,7 +104,7 @@ def _line(event: LogEvent, *, as_json: bool, colour: bool) -> str:
 async def tail(settings: Settings, args: argparse.Namespace) -> None:
     """`switchboard tail`: follow events live (after `--since` or the whole log first)."""
     bus = await Bus.connect(settings.require_nats_url(), name="tail", give_up_after_s=ONE_SHOT_CONNECT_S)
-    colour = sys.stdout.isatty()
+    colour, every = sys.stdout.isatty(), _every(args)
     if args.call is not None:
         args.call = await resolve_call(bus, args.call, must_exist=False)
     try:
@@ -100,9 +113,8 @@ async def tail(settings: Settings, args: argparse.Namespace) -> None:
         raise ConfigError(str(exc)) from None
     try:
         async for event in follow(bus, selection, since=args.since, from_start=args.from_start):
-            if event.envelope is not None and not wanted(
-                event.envelope, call=None, kinds=(), deltas=args.deltas or args.json
-            ):
+            envelope = event.envelope
+            if not args.json and envelope is not None and not shown(envelope, every=every, deltas=args.deltas):
                 continue
             print(_line(event, as_json=args.json, colour=colour), flush=True)
     finally:
@@ -162,7 +174,7 @@ async def _replay(bus: Bus, settings: Settings, args: argparse.Namespace) -> int
     first_seq, last_seq, stored = await _stream_span(bus)
     span = last_seq - first_seq + 1
     bar = _progress(args, stored if args.call is None else 0, "replay")
-    colour = sys.stdout.isatty()
+    colour, every = sys.stdout.isatty(), _every(args)
     out = sys.stdout.buffer if args.json else None
     try:
         async for batch in replay_stored(bus, selection, since=args.since, until=args.until, stop_seq=last_seq):
@@ -172,8 +184,7 @@ async def _replay(bus: Bus, settings: Settings, args: argparse.Namespace) -> int
                 lines = []
                 for message in batch:
                     event = from_stored(message.seq, message.subject, message.data)
-                    shown = event.envelope is None or wanted(event.envelope, call=None, kinds=(), deltas=args.deltas)
-                    if not shown:
+                    if event.envelope is not None and not shown(event.envelope, every=every, deltas=args.deltas):
                         continue
                     lines.append(_line(event, as_json=False, colour=colour))
                 if lines:
@@ -229,7 +240,7 @@ def calls_table(states: dict[str, CallState], records: dict[str, CallRecord], *,
     cells = []
     for s in rows[:limit]:
         r = records.get(s.call_id)
-        started = (s.ringing_at or "")[:19].replace("T", " ")
+        started = f"{s.ringing_at[:19]}Z" if s.ringing_at else "-"
         outcome = (r.outcome if r else None) or s.action or "-"
         if r is not None and r.transfer_target and outcome in ("referred", "transferred"):
             outcome = f"{outcome} {r.transfer_target}"
@@ -271,7 +282,7 @@ async def _log_is_empty(bus: Bus) -> bool:
 
 
 def transcript_text(transcript: Transcript) -> str:
-    return "\n".join(f"{turn.at[11:23]}  {turn.speaker:<6}  {turn.text}" for turn in transcript.turns)
+    return "\n".join(f"{clock(turn.at)}  {turn.speaker:<6}  {turn.text}" for turn in transcript.turns)
 
 
 async def _transcript(bus: Bus, args: argparse.Namespace, ttl_s: float) -> int:

@@ -62,6 +62,9 @@ def _parser() -> argparse.ArgumentParser:
     call.add_argument("--script", default="default", choices=sorted(SCRIPTS), help="what the caller does")
     call.add_argument("--wait", action="store_true", help="wait for the call to end and print its record")
 
+    from switchboard.cli import live
+    from switchboard.cli import log as logcli
+
     tail = sub.add_parser("tail", help="follow call events live")
     tail.add_argument("--call", help="only this call id")
     tail.add_argument(
@@ -70,8 +73,7 @@ def _parser() -> argparse.ArgumentParser:
     start = tail.add_mutually_exclusive_group()
     start.add_argument("--since", type=parse_duration, help="start this far back, e.g. 15m")
     start.add_argument("--from-start", action="store_true", help="replay the whole log first")
-    tail.add_argument("--json", action="store_true", help="print each event as its JSON envelope")
-    tail.add_argument("--deltas", action="store_true", help="include streaming .delta events")
+    logcli.add_view_flags(tail, json_help="each selected event as its JSON envelope, deltas included")
 
     policy = sub.add_parser("policy", help="check a routing policy, re-decide past calls under it, push it")
     policy_sub = policy.add_subparsers(dest="policy_command", required=True, metavar="ACTION")
@@ -87,9 +89,6 @@ def _parser() -> argparse.ArgumentParser:
     for name, action in policy_sub.choices.items():
         if name != "check":  # check reads only FILE
             _lists_environment(action, "policy")
-
-    from switchboard.cli import live
-    from switchboard.cli import log as logcli
 
     logcli.add_parsers(sub)  # replay, calls, transcript, projector
     live.add_parsers(sub)  # say, send, hangup, transfer

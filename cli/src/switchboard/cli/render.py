@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import fnmatch
-from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from switchboard.shared.events import CloudEvent
@@ -22,19 +21,20 @@ _COLOURS = {
     "caller": "\033[96m",
     "agent": "\033[92m",
     "rt": "\033[2m",  # dim
+    "policy": "\033[35m",
 }
 
-# Streaming fragments: shown by `tail --deltas`, hidden otherwise (the `.done` events carry the text).
+# Streaming fragments: shown by `--deltas`, hidden otherwise (the `.done` events carry the text).
 NOISY_SUFFIXES = (".delta",)
 
-# The realtime events worth a line in the demo's live view; every Switchboard event is shown too.
+# The realtime events worth a line in the readable view (`demo`, and `tail`/`replay` without `--all`);
+# every Switchboard event is shown too. A function call is shown as its `tool.requested`.
 HIGHLIGHTS = frozenset(
     {
         "rt.session.created",
         "rt.input_audio_buffer.speech_started",
         "rt.conversation.item.input_audio_transcription.completed",
         "rt.response.output_audio_transcript.done",
-        "rt.response.function_call_arguments.done",
         "rt.input_audio_buffer.dtmf_event_received",
         "rt.error",
     }
@@ -47,6 +47,38 @@ def _sip_user(headers: Any, name: str) -> str:
         if isinstance(h, dict) and str(h.get("name", "")).lower() == name:
             return user_part(str(h.get("value", ""))) or "?"
     return "?"
+
+
+def _clip(text: str, limit: int = 120) -> str:
+    """`text` on one line, cut to `limit` characters with an ellipsis."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def _command(verb: str, d: dict[str, Any]) -> tuple[str, str]:
+    """A served command: what was asked, then ``ok`` or ``failed: <error>``, and who served it."""
+    command = d.get("command")
+    asked: dict[str, Any] = command if isinstance(command, dict) else {}
+    detail = {
+        "say": f' "{_clip(str(asked.get("instructions", "")), 80)}"',
+        "send": f" {asked.get('type', '?')}",
+        "refer": f" to {asked.get('target_uri', '?')}",
+    }.get(verb, "")
+    by = f" (by {d['served_by']})" if d.get("served_by") else ""
+    if d.get("ok"):
+        return "accepted", f"{verb}{detail} ok{by}"
+    return "failed", f"{verb}{detail} failed: {d.get('error') or 'no reason given'}{by}"
+
+
+def _policy(kind: str, d: dict[str, Any]) -> tuple[str, str]:
+    replica = f" on {d.get('replica')}" if d.get("replica") else ""
+    if kind == "_policy.reloaded":
+        return "policy", (f"policy {d.get('version')} in force{replica}: {d.get('rules')} rules, "
+                          f"{d.get('agents')} agents, from {d.get('origin')}")  # fmt: skip
+    listed = d.get("problems")
+    problems: list[Any] = listed if isinstance(listed, list) else []
+    return "failed", (f"policy {d.get('version') or '?'} from {d.get('origin')} refused{replica}, "
+                      f"{d.get('kept')} kept: {'; '.join(map(str, problems)) or 'no reason given'}")  # fmt: skip
 
 
 def summary(event: CloudEvent) -> tuple[str, str]:
@@ -69,6 +101,17 @@ def summary(event: CloudEvent) -> tuple[str, str]:
         return "failed", f"{d.get('stage')} failed: {d.get('code') or d.get('message')}"
     if kind == "ended":
         return "ended", f"call ended ({d.get('reason')}) after {d.get('duration_s')} s"
+    if kind.startswith("command."):
+        return _command(kind.split(".", 1)[1], d)
+    if kind == "tool.requested":
+        return "agent", f"agent calls {d.get('name')}({_clip(str(d.get('arguments', '')))})"
+    if kind == "tool.completed":
+        took = f"{d.get('name')} {{}} in {d.get('latency_ms')} ms"
+        if d.get("error"):
+            return "failed", f"{took.format('failed')}: {d.get('error')}"
+        return "agent", f"{took.format('answered')}: {_clip(str(d.get('output', '')))}"
+    if event.call_id == "_policy":
+        return _policy(f"_policy.{kind}", d)
     if kind.startswith("session."):
         extra = f" ({d['reason']})" if d.get("reason") else ""
         return "session", f"{kind.split('.', 1)[1]} by {d.get('worker')} attempt {d.get('attempt')}{extra}"
@@ -89,24 +132,35 @@ def summary(event: CloudEvent) -> tuple[str, str]:
     return "rt", kind
 
 
+def clock(timestamp: str) -> str:
+    """The time of day of an RFC 3339 timestamp in UTC, with its zone: ``09:00:31.000Z``."""
+    if len(timestamp) == 24 and timestamp.endswith("Z"):  # what Switchboard writes: the fast path
+        return timestamp[11:]
+    try:
+        moment = datetime.fromisoformat(timestamp)
+    except ValueError:
+        return timestamp
+    if moment.tzinfo is None:
+        return timestamp
+    return moment.astimezone(UTC).strftime("%H:%M:%S.%f")[:12] + "Z"
+
+
 def render(event: CloudEvent, *, colour: bool) -> str:
     key, text = summary(event)
-    clock = event.time[11:23] if len(event.time) >= 23 else event.time
-    line = f"{clock}  {event.call_id[:16]:<16}  {event.kind:<44}  {text}"
+    line = f"{clock(event.time)}  {event.call_id[:16]:<16}  {event.kind:<44}  {text}"
     if colour:
         return f"{_COLOURS.get(key, '')}{line}{_RESET}"
     return line
 
 
-def wanted(event: CloudEvent, *, call: str | None, kinds: Sequence[str], deltas: bool) -> bool:
-    """Whether `tail` shows this event: call id filter, kind globs (``rt.*``, ``ended``), noise."""
-    if call is not None and event.call_id != call:
-        return False
-    if kinds and not any(fnmatch.fnmatchcase(event.kind, k) for k in kinds):
-        return False
-    return deltas or not event.kind.endswith(NOISY_SUFFIXES)
-
-
 def highlight(event: CloudEvent) -> bool:
-    """Whether the demo's live view shows this event."""
+    """Whether the readable view (the demo's live view, `tail` and `replay` by default) shows this event."""
     return not event.kind.startswith("rt.") or event.kind in HIGHLIGHTS
+
+
+def shown(event: CloudEvent, *, every: bool, deltas: bool) -> bool:
+    """Whether a timeline shows this event: the readable view, or with `every` every event; streaming
+    ``.delta`` fragments only with `deltas`."""
+    if event.kind.endswith(NOISY_SUFFIXES):
+        return deltas
+    return every or highlight(event)
