@@ -75,6 +75,16 @@ async def test_check_accepts_a_valid_policy() -> None:
     assert (result.code, result.out) == (0, "ok: 7 rules, 2 agents\n")
 
 
+async def test_check_warns_about_a_deprecated_model_and_exits_0(tmp_path: Path) -> None:
+    """``policy check`` on a valid policy using gpt-realtime prints its replacement as a warning, exit 0."""
+    old = tmp_path / "old.yaml"
+    old.write_text(STRICTER.replace('{instructions: "x"}', '{instructions: "x", model: gpt-realtime}'))
+    result = await switchboard("policy", "check", str(old))
+    assert (result.code, result.out) == (0, "ok: 2 rules, 1 agents\n")
+    assert len(result.err.splitlines()) == 1
+    assert result.err.startswith(f"warning: {old}:") and "use 'gpt-realtime-2'" in result.err
+
+
 async def test_check_lists_every_problem_and_exits_1(tmp_path: Path) -> None:
     """``policy check`` on a bad file prints each problem with its line, rule and field, and exits 1."""
     bad = tmp_path / "bad.yaml"

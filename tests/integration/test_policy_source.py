@@ -230,3 +230,15 @@ async def test_a_pushed_policy_overriding_the_file_at_start_is_warned_about(
     warned = [e for e in logs if e["event"] == "policy_pushed_overrides_file"]
     assert len(warned) == 1
     assert warned[0]["file"] == str(path.resolve()) and warned[0]["version"] == policy_version(B)
+
+
+async def test_a_policy_on_a_deprecated_model_loads_with_a_logged_warning(tmp_path: Path, start: Start) -> None:
+    """The controller runs a policy whose agent uses gpt-realtime, and logs the warning `policy check` gives."""
+    path = tmp_path / "policy.yaml"
+    write(path, A.replace("{instructions: x}", "{instructions: x, model: gpt-realtime}"))
+    with capture_logs() as logs:
+        source = await start(path)
+    assert source.current.agents["a"].model == "gpt-realtime"
+    warned = [e for e in logs if e["event"] == "policy_warning"]
+    assert [(e["log_level"], e["origin"]) for e in warned] == [("warning", str(path))]
+    assert "'gpt-realtime' is deprecated" in warned[0]["warning"]

@@ -23,6 +23,7 @@ from switchboard.controller.decider import (
     occupies,
 )
 from switchboard.controller.policy import Agent, CallFacts, PolicyError, load_policy, parse_policy
+from switchboard.controller.policy.model import DEPRECATED_MODELS, REALTIME_MODELS, VOICES
 from switchboard.shared.events import Decided
 
 NOW = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
@@ -75,6 +76,32 @@ _ACCEPT_PARAMS = TypeAdapter(CallAcceptParams)
 def assert_openai_accepts(body: dict[str, Any]) -> None:
     _ACCEPT_PARAMS.validate_python(body)  # value types, required keys, literals
     assert _unknown_keys(body, CallAcceptParams) == []
+
+
+def _literals(annotation: Any) -> set[str]:
+    """The string literals anywhere inside a type annotation (``Union[str, Literal["a", "b"]]`` → a, b)."""
+    if get_origin(annotation) is Literal:
+        return {a for a in get_args(annotation) if isinstance(a, str)}
+    return set().union(*(_literals(a) for a in get_args(annotation)))
+
+
+def test_the_policys_model_and_voice_lists_are_the_sdks() -> None:
+    """The models, deprecations and voices `policy check` warns about are exactly those the SDK names."""
+    import inspect
+    import re
+
+    from openai.types.realtime import call_accept_params, realtime_audio_config_output_param
+
+    assert _literals(get_type_hints(CallAcceptParams)["model"]) == REALTIME_MODELS
+    output = realtime_audio_config_output_param.RealtimeAudioConfigOutputParam
+    assert _literals(get_type_hints(output)["voice"]) == VOICES
+    announced = re.search(r"Deprecated values:\s*-(.*?):\s*Announced shutdown date: ([\d-]+)",
+                          inspect.getsource(call_accept_params), re.DOTALL)  # fmt: skip
+    assert announced is not None
+    deprecated = set(re.findall(r'"([^"]+)"', announced.group(1)))
+    assert deprecated == set(DEPRECATED_MODELS)
+    assert {shutdown for shutdown, _ in DEPRECATED_MODELS.values()} == {announced.group(2)}
+    assert {instead for _, instead in DEPRECATED_MODELS.values()} <= REALTIME_MODELS - deprecated
 
 
 def test_the_sdk_check_catches_made_up_keys() -> None:

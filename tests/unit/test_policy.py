@@ -11,6 +11,8 @@ from switchboard.controller.decider import decide
 from switchboard.controller.policy import (
     CallFacts,
     PolicyError,
+    builtin_policy_text,
+    check_policy,
     facts_from_incoming,
     load_policy,
     parse_policy,
@@ -208,6 +210,58 @@ def test_every_problem_is_reported_at_once() -> None:
     )
     found = problems(text)
     assert [p.split(" ")[0] for p in found] == ["p.yaml:3", "p.yaml:10", "p.yaml:13"]
+
+
+def test_every_problem_of_one_rule_is_reported_at_once() -> None:
+    """A rule with a typo, a wrong type and a bad target gets all three problems, not just the first."""
+    text = POLICY.replace(
+        '    refer: {target_uri: "sip:desk@example.com"}',
+        "    whne: {}\n    max_live_calls: ten\n    refer: {target_uri: desk}",
+    )
+    assert [p.split(": ", 1)[0] for p in problems(text)] == [
+        "p.yaml:13 rules[2] (transfer)",
+        "p.yaml:14 rules[2] (transfer)",
+        "p.yaml:15 rules[2] (transfer)",
+    ]
+    assert [p.split(": ")[1] for p in problems(text)] == ["whne", "max_live_calls", "refer.target_uri"]
+
+
+def test_every_problem_of_one_agent_is_reported_at_once() -> None:
+    """An agent with an unknown field and an out-of-range speed gets both problems."""
+    text = POLICY.replace(
+        'voice: cedar, greeting: "Say hello."', "voice: cedar, colour: red, audio: {output: {speed: 9}}"
+    )
+    assert problems(text) == [
+        "p.yaml:3 agents.helper: colour: unknown field",
+        "p.yaml:3 agents.helper: audio.output.speed: must be between 0.25 and 1.5",
+    ]
+
+
+def test_a_deprecated_model_is_a_warning_naming_its_replacement() -> None:
+    """A valid policy on gpt-realtime loads, with a warning giving the shutdown date and gpt-realtime-2."""
+    checked = check_policy(POLICY.replace("voice: cedar", "voice: cedar, model: gpt-realtime"), "p.yaml")
+    assert checked.policy.agents["helper"].model == "gpt-realtime"
+    assert checked.warnings == [
+        "p.yaml:3 agents.helper: model: 'gpt-realtime' is deprecated: OpenAI shuts it down on 2027-01-20; "
+        "use 'gpt-realtime-2'"
+    ]
+
+
+def test_an_unknown_model_or_voice_is_a_warning_with_a_suggestion() -> None:
+    """Names the SDK does not know are warnings (OpenAI may know newer ones), with the closest known name."""
+    checked = check_policy(POLICY.replace("voice: cedar", "voice: ceder, model: gpt-9000"), "p.yaml")
+    assert [w.split(": ", 2)[1:] for w in checked.warnings] == [
+        ["model", "'gpt-9000' is not a Realtime model the openai SDK names (e.g. gpt-realtime-2, gpt-realtime-2.1, "
+                  "gpt-realtime-2.1-mini); OpenAI refuses calls if it does not exist"],
+        ["voice", "'ceder' is not a voice the openai SDK names (did you mean 'cedar'?); "
+                  "OpenAI refuses calls if it does not exist"],
+    ]  # fmt: skip
+
+
+def test_the_built_in_and_example_policies_have_no_warnings() -> None:
+    """What ships uses current models and voices."""
+    texts = [builtin_policy_text(), *(p.read_text() for p in sorted(EXAMPLES.glob("*.yaml")))]
+    assert [check_policy(text).warnings for text in texts] == [[]] * len(texts)
 
 
 def test_a_typo_in_a_field_name_suggests_the_right_one() -> None:

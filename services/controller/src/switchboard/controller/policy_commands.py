@@ -1,6 +1,8 @@
 """``switchboard policy check|whatif|push``: validate a policy file, re-decide past calls under it, publish it.
 
-- ``check FILE`` prints ``ok: N rules, M agents`` (exit 0) or every problem (exit 1). No NATS needed.
+- ``check FILE`` prints ``ok: N rules, M agents`` (exit 0) or every problem (exit 1). No NATS needed. A
+  valid policy's warnings (a deprecated or unknown model or voice) go to stderr, each ``warning: …``, and
+  leave the exit 0; ``push`` and ``whatif`` print them too.
 - ``whatif FILE --since 24h`` reads ``incoming``/``decided``/``ended`` events from the log, from an hour
   before ``--since`` (to rebuild the live counts capacity rules need) up to the stream's end as it was when
   the command started, re-decides each call since ``--since`` with `whatif.redecide`, and prints the
@@ -25,8 +27,7 @@ from switchboard.controller.policy import (
     Policy,
     PolicyError,
     builtin_policy_text,
-    load_policy,
-    parse_policy,
+    check_policy,
     read_policy_text,
 )
 from switchboard.controller.policy_source import (
@@ -58,10 +59,19 @@ def _print_problems(error: PolicyError) -> None:
         print(problem, file=sys.stderr)
 
 
+def _checked(path: Path) -> tuple[str, Policy]:
+    """(the text, the policy) of the file at `path`, its warnings printed on stderr; PolicyError if invalid."""
+    text = read_policy_text(path)
+    checked = check_policy(text, str(path))
+    for warning in checked.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return text, checked.policy
+
+
 def check(path: Path) -> int:
-    """Validate `path`: ``ok: …`` and 0, or the problems on stderr and 1."""
+    """Validate `path`: ``ok: …`` and 0 (warnings on stderr), or the problems on stderr and 1."""
     try:
-        policy = load_policy(path)
+        _, policy = _checked(path)
     except PolicyError as exc:
         _print_problems(exc)
         return 1
@@ -149,8 +159,7 @@ def run(
     text, policy = "", None
     if path is not None:
         try:
-            text = read_policy_text(path)
-            policy = parse_policy(text, str(path))
+            text, policy = _checked(path)
         except PolicyError as exc:
             _print_problems(exc)
             return 1

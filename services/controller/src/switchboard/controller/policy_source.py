@@ -41,6 +41,7 @@ from switchboard.controller.policy import (
     Policy,
     PolicyError,
     builtin_policy_text,
+    check_policy,
     parse_policy,
     read_policy_text,
 )
@@ -80,6 +81,11 @@ class PolicyReloadRefused(msgspec.Struct, frozen=True, kw_only=True):
     problems: list[str]
     kept: str
     replica: str
+
+
+def _log_warnings(warnings: list[str], origin: str) -> None:
+    for warning in warnings:
+        log.warning("policy_warning", origin=origin, warning=warning)
 
 
 def policy_version(text: str) -> str:
@@ -212,8 +218,10 @@ class PolicySource:
         if self.path is not None:
             self._file_seen = self._stat()
         text, origin = self._own_text()
-        self._loaded = _Loaded(parse_policy(text, origin), policy_version(text), origin)
+        checked = check_policy(text, origin)
+        self._loaded = _Loaded(checked.policy, policy_version(text), origin)
         log.info("policy_loaded", origin=origin, version=self.version, rules=len(self.current.rules))
+        _log_warnings(checked.warnings, origin)
         if self.path is not None:
             self._tasks.append(asyncio.create_task(self._poll_file(), name="policy-file"))
         if self._watch_kv:
@@ -274,12 +282,14 @@ class PolicySource:
         if version == in_force.version:
             return
         try:
-            policy = parse_policy(text, origin)
+            checked = check_policy(text, origin)
         except PolicyError as exc:
             await self._refuse(origin, version, exc.problems, msg_id=msg_id)
             return
+        policy = checked.policy
         self._loaded = _Loaded(policy, version, origin)  # one assignment: the swap is atomic
         log.info("policy_reloaded", origin=origin, version=version, previous=in_force.version)
+        _log_warnings(checked.warnings, origin)
         reloaded = PolicyReloaded(
             origin=origin, version=version, rules=len(policy.rules), agents=len(policy.agents), replica=self.replica
         )

@@ -15,8 +15,10 @@ call that reaches it, and capacity stops counting a call whose end was never rec
 duration constants and `max_call_duration` · ``match.py`` the facts of a call (`CallFacts`,
 `facts_from_incoming`) and matching them: text, numbers, headers, hours, `rule_matches`, `matching_rule`
 (pure; time is an argument) · ``check.py`` semantic validation, every problem at once (`validate`,
-`PolicyError`; pure) · ``load.py`` YAML with line numbers and duplicate keys, msgspec's errors made
-readable (`parse_policy`), the built-in example and `load_policy`, the package's only file reading.
+`PolicyError`), and the warnings of a valid policy (`check_warnings`: deprecated or unknown models and
+voices, from the lists in ``model.py``; pure) · ``load.py`` YAML with line numbers and duplicate keys,
+msgspec's errors made readable, each field on its own (`parse_policy`, `check_policy` with the warnings),
+the built-in example and `load_policy`, the package's only file reading.
 
 `parse_policy` reports every problem it can find at once, each naming the file, line, rule and field::
 
@@ -26,7 +28,9 @@ readable (`parse_policy`), the built-in example and `load_policy`, the package's
 from switchboard.controller.policy.check import PolicyError, validate
 from switchboard.controller.policy.load import (
     POLICY_MAX_BYTES,
+    CheckedPolicy,
     builtin_policy_text,
+    check_policy,
     load_policy,
     parse_policy,
     read_policy_text,
@@ -86,6 +90,7 @@ __all__ = [
     "AudioInput",
     "AudioOutput",
     "CallFacts",
+    "CheckedPolicy",
     "HeaderMatch",
     "Hours",
     "NumberMatch",
@@ -102,6 +107,7 @@ __all__ = [
     "Transcription",
     "When",
     "builtin_policy_text",
+    "check_policy",
     "facts_from_incoming",
     "header_matches",
     "in_hours",

@@ -12,6 +12,7 @@ the same check as every other refer path.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -21,8 +22,11 @@ import msgspec
 import phonenumbers
 
 from switchboard.controller.policy.model import (
+    DEPRECATED_MODELS,
     MAX_CALL_DURATION_RANGE_S,
+    REALTIME_MODELS,
     REJECT_NAMES,
+    VOICES,
     WEEKDAYS,
     Agent,
     Hours,
@@ -211,6 +215,31 @@ def check_parts(
         _check_rule(out, ("rules", i), rule, names)
     if default is not None:
         _check_outcome(out, ("default",), default, names)
+
+
+_CURRENT_MODELS = ("gpt-realtime-2", "gpt-realtime-2.1", "gpt-realtime-2.1-mini")
+
+
+def _unknown_name(kind: str, name: str, known: Iterable[str], examples: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}?" if close else f"e.g. {', '.join(examples)}"
+    return f"{name!r} is not a {kind} the openai SDK names ({hint}); OpenAI refuses calls if it does not exist"
+
+
+def check_warnings(out: Problems, agents: Mapping[str, Agent]) -> None:
+    """What is valid but likely wrong: a deprecated or unknown model, an unknown voice (see `REALTIME_MODELS`)."""
+    for name, agent in agents.items():
+        if agent.model in DEPRECATED_MODELS:
+            shutdown, instead = DEPRECATED_MODELS[agent.model]
+            out.add(("agents", name, "model"),
+                    f"{agent.model!r} is deprecated: OpenAI shuts it down on {shutdown}; use {instead!r}")  # fmt: skip
+        elif agent.model not in REALTIME_MODELS:
+            out.add(
+                ("agents", name, "model"),
+                _unknown_name("Realtime model", agent.model, REALTIME_MODELS, _CURRENT_MODELS),
+            )
+        if agent.voice not in VOICES:
+            out.add(("agents", name, "voice"), _unknown_name("voice", agent.voice, VOICES, sorted(VOICES)))
 
 
 def _heading(path: FieldPath, raw: Any) -> tuple[str, str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import typing
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -17,7 +18,14 @@ from typing import Any
 import msgspec
 import yaml
 
-from switchboard.controller.policy.check import FieldPath, PolicyError, Problems, check_parts, render_problems
+from switchboard.controller.policy.check import (
+    FieldPath,
+    PolicyError,
+    Problems,
+    check_parts,
+    check_warnings,
+    render_problems,
+)
 from switchboard.controller.policy.model import (
     DEFAULT_MAX_CALL_DURATION_S,
     Accept,
@@ -144,12 +152,54 @@ def _msgspec_problem(out: Problems, at: FieldPath, exc: msgspec.ValidationError)
     out.add(tuple(path), message)
 
 
-def _convert(out: Problems, at: FieldPath, value: Any, as_type: type[Any]) -> Any:
+def _struct_of(annotation: Any) -> type[msgspec.Struct] | None:
+    """The Struct a field holds (``Accept`` for ``Accept | None``), or None when it holds anything else."""
+    options = [a for a in typing.get_args(annotation) if a not in (type(None), msgspec.UnsetType)] or [annotation]
+    struct = options[0] if len(options) == 1 else None
+    return struct if isinstance(struct, type) and issubclass(struct, msgspec.Struct) else None
+
+
+def _field_problems(out: Problems, at: FieldPath, value: dict[str, Any], as_type: type[msgspec.Struct]) -> set[str]:
+    """Check each key of `value` against `as_type` on its own, so every wrong field is named; the bad keys."""
+    fields = {f.encode_name: f for f in msgspec.structs.fields(as_type)}
+    bad: set[str] = set()
+    for key, item in value.items():
+        field = fields.get(str(key))
+        if field is None:
+            close = difflib.get_close_matches(str(key), _field_names(), n=1, cutoff=0.8)
+            out.add((*at, str(key)), "unknown field" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            bad.add(str(key))
+        elif _convert(out, (*at, str(key)), item, field.type) is None and item is not None:
+            bad.add(str(key))
+    for name, field in fields.items():
+        if field.required and name not in value:
+            out.add(at, f"Object missing required field `{name}`")
+    return bad
+
+
+def _convert(out: Problems, at: FieldPath, value: Any, as_type: Any) -> Any:
+    """`value` as `as_type`, or None with every problem in it added to `out` (each field of a Struct on its own)."""
     try:
         return msgspec.convert(value, as_type)
     except msgspec.ValidationError as exc:
-        _msgspec_problem(out, at, exc)
+        struct = _struct_of(as_type)
+        before = len(out.items)
+        if struct is not None and isinstance(value, dict):
+            _field_problems(out, at, value, struct)
+        if len(out.items) == before:  # nothing more precise found: msgspec's own message
+            _msgspec_problem(out, at, exc)
         return None
+
+
+def _salvage(value: Any, as_type: type[msgspec.Struct]) -> tuple[Any, set[str]]:
+    """(`value` as `as_type` without its wrong fields, those fields) to check the rest, or (None, ∅)."""
+    if not isinstance(value, dict):
+        return None, set()
+    bad = _field_problems(Problems(), (), value, as_type)
+    try:
+        return msgspec.convert({k: v for k, v in value.items() if k not in bad}, as_type), bad
+    except msgspec.ValidationError:
+        return None, set()
 
 
 def _render(source: str, root: yaml.Node | None, raw: Any, problems: Problems) -> list[str]:
@@ -182,6 +232,9 @@ def _convert_all(raw: dict[str, Any], out: Problems) -> Policy | None:
     duration = _convert(
         out, ("max_call_duration_s",), raw.get("max_call_duration_s", DEFAULT_MAX_CALL_DURATION_S), float
     )
+    # A part that does not convert is checked without its wrong fields too, so every problem of an agent
+    # or rule is reported at once; what those checks say about the wrong fields themselves is dropped.
+    salvaged: dict[FieldPath, set[str]] = {}
     agents_raw = raw.get("agents", {})
     agents: dict[str, Agent] = {}
     broken_agents: set[str] = set()
@@ -192,7 +245,8 @@ def _convert_all(raw: dict[str, Any], out: Problems) -> Policy | None:
             agent = _convert(out, ("agents", str(name)), value, Agent)
             if agent is None:
                 broken_agents.add(str(name))
-            else:
+                agent, salvaged[("agents", str(name))] = _salvage(value, Agent)
+            if agent is not None:
                 agents[str(name)] = agent
     rules_raw = raw.get("rules", [])
     rules: list[tuple[int, Rule]] = []
@@ -201,18 +255,42 @@ def _convert_all(raw: dict[str, Any], out: Problems) -> Policy | None:
         rules_raw = []
     for i, value in enumerate(rules_raw):
         rule = _convert(out, ("rules", i), value, Rule)
+        if rule is None:
+            rule, salvaged[("rules", i)] = _salvage(value, Rule)
         if rule is not None:
             rules.append((i, rule))
     default = _convert(out, ("default",), raw["default"], Outcome) if "default" in raw else None
+    converted = len(out.items)
     check_parts(out, version, agents, {*agents, *broken_agents}, rules, default, duration)
+    out.items[converted:] = [(path, m) for path, m in out.items[converted:] if not _shadowed(path, m, salvaged)]
     if out.items or version is None or default is None or duration is None:
         return None
     rules_ok = [rule for _, rule in rules]
     return Policy(version=version, agents=agents, default=default, rules=rules_ok, max_call_duration_s=duration)
 
 
+def _shadowed(path: FieldPath, message: str, salvaged: dict[FieldPath, set[str]]) -> bool:
+    """Whether a check's problem is about a field already reported as wrong: at it, or naming it."""
+    bad = salvaged.get(path[:2])
+    if bad is None:
+        return False
+    return (len(path) > 2 and path[2] in bad) or any(re.search(rf"\b{re.escape(f)}\b", message) for f in bad)
+
+
+class CheckedPolicy(msgspec.Struct, frozen=True, kw_only=True):
+    """A valid policy, and its warnings: what it may use but likely should not (deprecated models, …)."""
+
+    policy: Policy
+    warnings: list[str]
+
+
 def parse_policy(text: str, source: str = "<policy>") -> Policy:
     """The policy in YAML `text`, or PolicyError listing every problem as ``source:line where: field: what``."""
+    return check_policy(text, source).policy
+
+
+def check_policy(text: str, source: str = "<policy>") -> CheckedPolicy:
+    """`parse_policy`, with the valid policy's warnings rendered as its problems would be."""
     problems = Problems()
     if len(text.encode()) > POLICY_MAX_BYTES:
         raise PolicyError(source, [f"{source} policy: larger than {POLICY_MAX_BYTES} bytes"])
@@ -229,7 +307,9 @@ def parse_policy(text: str, source: str = "<policy>") -> Policy:
     policy = _convert_all(raw, problems)
     if policy is None:
         raise PolicyError(source, _render(source, root, raw, problems))
-    return policy
+    warnings = Problems()
+    check_warnings(warnings, policy.agents)
+    return CheckedPolicy(policy=policy, warnings=_render(source, root, raw, warnings))
 
 
 def builtin_policy_text() -> str:

@@ -135,6 +135,32 @@ class Agent(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     tools: list[Tool] = []
 
 
+# The models and voices OpenAI's Realtime accept body names (the openai SDK's `CallAcceptParams`: its
+# `model` and `audio.output.voice` literals, and the deprecations its docstring announces), beside the
+# accept body's own check against the SDK in the tests. `policy check` warns about any other name, and
+# about a deprecated one with its replacement; OpenAI itself may know newer names than the SDK does.
+REALTIME_MODELS = frozenset(
+    {
+        "gpt-realtime", "gpt-realtime-1.5", "gpt-realtime-2", "gpt-realtime-2.1", "gpt-realtime-2.1-mini",
+        "gpt-realtime-2025-08-28", "gpt-4o-realtime-preview", "gpt-4o-realtime-preview-2024-10-01",
+        "gpt-4o-realtime-preview-2024-12-17", "gpt-4o-realtime-preview-2025-06-03",
+        "gpt-4o-mini-realtime-preview", "gpt-4o-mini-realtime-preview-2024-12-17", "gpt-realtime-mini",
+        "gpt-realtime-mini-2025-10-06", "gpt-realtime-mini-2025-12-15", "gpt-audio-1.5", "gpt-audio-mini",
+        "gpt-audio-mini-2025-10-06", "gpt-audio-mini-2025-12-15",
+    }
+)  # fmt: skip
+DEPRECATED_MODELS: Mapping[str, tuple[str, str]] = {
+    "gpt-realtime": ("2027-01-20", "gpt-realtime-2"),
+    "gpt-realtime-2025-08-28": ("2027-01-20", "gpt-realtime-2"),
+    "gpt-realtime-mini": ("2027-01-20", "gpt-realtime-2.1-mini"),
+    "gpt-realtime-mini-2025-12-15": ("2027-01-20", "gpt-realtime-2.1-mini"),
+    "gpt-audio-mini": ("2027-01-20", "gpt-audio-1.5"),
+    "gpt-audio-mini-2025-12-15": ("2027-01-20", "gpt-audio-1.5"),
+}
+"""A deprecated model: (its announced shutdown date, the current model to use instead)."""
+VOICES = frozenset({"alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar"})
+
+
 class Accept(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     agent: str
 
