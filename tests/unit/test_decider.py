@@ -11,6 +11,7 @@ import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from openai.types.live.session_accept_params import SessionAcceptParams
 from openai.types.realtime.call_accept_params import CallAcceptParams
 from pydantic import TypeAdapter
 from typing_extensions import get_type_hints, is_typeddict  # the SDK's TypedDicts are typing_extensions'
@@ -23,8 +24,14 @@ from switchboard.controller.decider import (
     occupies,
 )
 from switchboard.controller.policy import Agent, CallFacts, PolicyError, load_policy, parse_policy
-from switchboard.controller.policy.model import DEPRECATED_MODELS, REALTIME_MODELS, VOICES
-from switchboard.shared.events import Decided
+from switchboard.controller.policy.model import (
+    DEPRECATED_MODELS,
+    LIVE_MODELS,
+    LIVE_VOICES,
+    REALTIME_MODELS,
+    VOICES,
+)
+from switchboard.shared.events import Decided, SipHeader
 
 NOW = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
 
@@ -153,6 +160,79 @@ def test_accept_bodies_are_valid_sdk_call_accept_params(name: str) -> None:
     """Every audio and tool option an agent can have produces a body the SDK's CallAcceptParams accepts."""
     agent = parse_policy(FULL_AGENT).agents[name]
     assert_openai_accepts(accept_body(agent))
+
+
+LIVE_AGENTS = """\
+version: 1
+agents:
+  plain: {surface: live, instructions: "Answer briefly.", voice: cedar, greeting: "Say hello."}
+  backend:
+    surface: live
+    instructions: x
+    model: gpt-live-1.1
+    delegation: {type: responses, model: gpt-5.2, instructions: "Look orders up.", acknowledgement_delay_ms: 200}
+    tools: [{name: lookup_order, parameters: {type: object, properties: {order: {type: string}}}, timeout_s: 3}]
+  realtime: {instructions: x}
+rules:
+  - name: live-line
+    when: {dialled: "+18005550100"}
+    accept: {agent: plain}
+default: {reject: busy}
+"""
+
+
+def _live_accepts(body: dict[str, Any]) -> None:
+    _LIVE_ACCEPT_PARAMS.validate_python(body)
+    assert _unknown_keys(body, SessionAcceptParams) == []
+
+
+_LIVE_ACCEPT_PARAMS = TypeAdapter(SessionAcceptParams)
+
+
+@pytest.mark.parametrize("name", ["plain", "backend"])
+def test_live_accept_bodies_are_valid_sdk_session_accept_params(name: str) -> None:
+    """A Live agent's accept body is the SDK's Live SessionAcceptParams: ``{"session": {"type": "live", …}}``."""
+    _live_accepts(accept_body(parse_policy(LIVE_AGENTS).agents[name]))
+
+
+def test_a_live_agents_tools_become_its_responses_delegations_function_tools() -> None:
+    """Tools of a Live agent go to the Responses backend it delegates to, with its model and prompt."""
+    session = accept_body(parse_policy(LIVE_AGENTS).agents["backend"])["session"]
+    assert (session["model"], session["audio"]) == ("gpt-live-1.1", {"output": {"voice": "marin"}})
+    delegation = session["delegation"]
+    assert (delegation["type"], delegation["acknowledgement_delay_ms"]) == ("responses", 200)
+    assert delegation["responses"]["model"] == "gpt-5.2"
+    assert [t["name"] for t in delegation["responses"]["tools"]] == ["lookup_order"]
+
+
+def test_a_call_is_accepted_on_its_agents_surface_and_its_other_id_set_aside() -> None:
+    """Offered on both surfaces, the Live agent's call is accepted under its live id; its rtc id is set aside."""
+    policy = parse_policy(LIVE_AGENTS)
+    headers = (SipHeader("To", "sip:+18005550100@x"), SipHeader("Call-ID", "abc@pbx"))
+    live = decide(policy, CallFacts(call_id="live_1", caller="", dialled="+18005550100", headers=headers,
+                                    surface="live"), now=NOW, live={})  # fmt: skip
+    realtime = decide(policy, CallFacts(call_id="rtc_1", caller="", dialled="+18005550100", headers=headers),
+                      now=NOW, live={})  # fmt: skip
+    assert (live.action, live.surface, live.set_aside, live.sip_call_id) == ("accept", "live", False, "abc@pbx")
+    assert (realtime.surface, realtime.set_aside, realtime.sip_call_id) == ("live", True, "abc@pbx")
+    assert occupies(realtime) is None and occupies(live) == "live-line"
+
+
+def test_rejects_and_refers_happen_on_the_policys_surface() -> None:
+    """A reject is carried out on the policy's surface (Realtime unless it says ``surface: live``)."""
+    facts = CallFacts(call_id="live_1", caller="", dialled="+1999", surface="live")
+    assert decide(parse_policy(LIVE_AGENTS), facts, now=NOW, live={}).set_aside
+    on_live = parse_policy(LIVE_AGENTS.replace("version: 1\n", "version: 1\nsurface: live\n"))
+    decision = decide(on_live, facts, now=NOW, live={})
+    assert (decision.action, decision.surface, decision.set_aside) == ("reject", "live", False)
+
+
+def test_the_live_model_and_voice_lists_are_the_sdks() -> None:
+    """The Live models and voices `policy check` knows are those of the SDK's Live accept parameters."""
+    from openai.types.live import built_in_voice, session_accept_params
+
+    assert _literals(get_type_hints(session_accept_params.Session)["model"]) == LIVE_MODELS
+    assert _literals(built_in_voice.BuiltInVoice) == LIVE_VOICES
 
 
 def test_the_accept_body_carries_the_agents_options() -> None:

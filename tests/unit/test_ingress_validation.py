@@ -129,3 +129,19 @@ def test_any_body_is_either_a_routable_event_or_refused_with_a_reason(raw: bytes
         assert exc.reason in REASONS
         return
     assert events.subject(webhook.call_id, webhook.kind).startswith("calls.")
+
+
+def test_a_live_incoming_call_goes_under_its_session_id() -> None:
+    """``live.transport.incoming`` (and the deprecated ``live.call.incoming``) is stored under ``data.session_id``."""
+    data = {"session_id": "live_1", "type": "sip", "sip_headers": [{"name": "From", "value": "sip:a@b"}]}
+    for event_type in ("live.transport.incoming", "live.call.incoming"):
+        webhook = parse(json.dumps(_event(type=event_type, data=data)).encode())
+        assert (webhook.call_id, webhook.kind) == ("live_1", "incoming")
+
+
+def test_a_live_incoming_call_without_a_safe_session_id_is_refused() -> None:
+    """A Live call needs a session id that is a safe subject token, as a Realtime call needs its call id."""
+    missing = _event(type="live.transport.incoming", data={"type": "sip", "sip_headers": []})
+    unsafe = _event(type="live.transport.incoming", data={"session_id": "live.1>", "sip_headers": []})
+    assert _reason(json.dumps(missing).encode()) == "missing_data"
+    assert _reason(json.dumps(unsafe).encode()) == "bad_call_id"

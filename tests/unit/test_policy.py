@@ -264,6 +264,28 @@ def test_the_built_in_and_example_policies_have_no_warnings() -> None:
     assert [check_policy(text).warnings for text in texts] == [[]] * len(texts)
 
 
+def test_a_live_agent_refuses_realtime_audio_and_tools_without_responses_delegation() -> None:
+    """On Live, SIP negotiates the media and tools are served through Responses delegation."""
+    text = POLICY.replace('voice: cedar, greeting: "Say hello."',
+                          "surface: live, audio: {output: {speed: 1.2}}, tools: [{name: t}]")  # fmt: skip
+    assert [p.split(": ", 2)[1] for p in problems(text)] == ["audio", "tools"]
+
+
+def test_live_only_fields_on_a_realtime_agent_are_refused() -> None:
+    """``delegation`` on a Realtime agent names the fix: make the agent (or the policy) Live."""
+    text = POLICY.replace('voice: cedar, greeting: "Say hello."', "delegation: {type: client}")
+    assert problems(text) == [
+        "p.yaml:3 agents.helper: delegation: Live only: set surface: live on the agent (or the policy) to use it"
+    ]
+
+
+def test_a_live_agent_is_warned_about_live_models_and_voices() -> None:
+    """A Live agent's model and voice are checked against Live's names, not Realtime's."""
+    checked = check_policy(POLICY.replace("voice: cedar", "voice: willow, surface: live, model: gpt-live-9"))
+    assert [w.split(": ")[1] for w in checked.warnings] == ["model"]
+    assert "did you mean 'gpt-live-1'?" in checked.warnings[0]
+
+
 def test_a_typo_in_a_field_name_suggests_the_right_one() -> None:
     """An unknown field close to a real one is reported with a suggestion."""
     text = POLICY.replace("accept: {agent: helper}", "accept: {agent: helper}\n    max_live_call: 2")

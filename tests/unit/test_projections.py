@@ -90,3 +90,26 @@ def test_transcript_turns_follow_stream_order() -> None:
     transcript = fold(TRANSCRIPTS, read_log(LOGS / "spine_v0.jsonl"))["rtc_f716fd1fcba71985b42a6ab9205dbce0"]
     assert [t.speaker for t in transcript.turns] == ["agent", "caller", "agent", "caller", "agent"]
     assert [t.seq for t in transcript.turns] == sorted(t.seq for t in transcript.turns)
+
+
+def _live(seq: int, speaker: str, delta: str, end_ms: int, call_id: str = "live_1") -> LogEvent:
+    kind = f"rt.session.{'input' if speaker == 'caller' else 'output'}_transcript.delta"
+    return LogEvent(seq=seq, subject=f"calls.{call_id}.{kind}", call_id=call_id, kind=kind, envelope=None,
+                    data={"delta": delta, "start_ms": end_ms - 100, "end_ms": end_ms})  # fmt: skip
+
+
+def test_live_transcript_fragments_fold_into_alternating_turns() -> None:
+    """Live's caller and agent fragments become one turn per run of a speaker, in offset order."""
+    log = [_live(1, "agent", "Hello,", 100), _live(2, "agent", " how can I help?", 200),
+           _live(3, "caller", "My order", 900), _live(4, "caller", " is late.", 1000),
+           _live(5, "agent", "Sorry!", 1500)]  # fmt: skip
+    transcript = fold(TRANSCRIPTS, log)["live_1"]
+    assert [(t.speaker, t.text) for t in transcript.turns] == [
+        ("agent", "Hello, how can I help?"), ("caller", "My order is late."), ("agent", "Sorry!"),
+    ]  # fmt: skip
+
+
+def test_a_live_fragment_seen_again_after_a_reattach_adds_nothing() -> None:
+    """A fragment no later than what its turn holds (a re-attached worker's copy) is not appended twice."""
+    log = [_live(1, "caller", "Hi", 100), _live(2, "caller", " there", 200), _live(3, "caller", " there", 200)]
+    assert [t.text for t in fold(TRANSCRIPTS, log)["live_1"].turns] == ["Hi there"]

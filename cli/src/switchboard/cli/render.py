@@ -37,6 +37,11 @@ HIGHLIGHTS = frozenset(
         "rt.response.output_audio_transcript.done",
         "rt.input_audio_buffer.dtmf_event_received",
         "rt.error",
+        # Live (whose transcripts come only as .delta fragments: `transcript` folds them into turns)
+        "rt.session.started",
+        "rt.session.closed",
+        "rt.transport.dtmf.received",
+        "rt.session.delegation.created",
     }
 )
 
@@ -121,7 +126,13 @@ def summary(event: CloudEvent) -> tuple[str, str]:
         return "agent", f'agent: "{d.get("transcript", "")}"'
     if kind == "rt.input_audio_buffer.speech_started":
         return "caller", "caller starts speaking"
-    if kind == "rt.input_audio_buffer.dtmf_event_received":
+    if kind == "rt.session.closed":
+        return "session", f"Live session closed ({d.get('reason')})"
+    if kind == "rt.session.input_transcript.delta":
+        return "caller", f'caller: "…{d.get("delta", "")}"'
+    if kind == "rt.session.output_transcript.delta":
+        return "agent", f'agent: "…{d.get("delta", "")}"'
+    if kind in ("rt.input_audio_buffer.dtmf_event_received", "rt.transport.dtmf.received"):
         return "caller", f"caller pressed {d.get('event')}"
     if kind == "rt.error":
         return "failed", f"OpenAI error: {(d.get('error') or {}).get('message')}"

@@ -123,8 +123,8 @@ class Kind(NamedTuple):
 
 
 KINDS: tuple[Kind, ...] = (
-    Kind("incoming", ("ingress",), "OpenAI's `realtime.call.incoming` webhook as received, plus `webhook_id` and "
-         "`received_at`.", "the `webhook-id` header"),
+    Kind("incoming", ("ingress",), "OpenAI's `realtime.call.incoming` or `live.transport.incoming` webhook as "
+         "received, plus `webhook_id` and `received_at`.", "the `webhook-id` header"),
     Kind("webhook", ("ingress",), "Any other validly signed OpenAI webhook, as received (on "
          "`calls._unrouted.webhook` when it names no call).", "the `webhook-id` header"),
     Kind("decided", ("controller",), "The routing decision, stored once per call cluster-wide (published with "
@@ -143,8 +143,8 @@ KINDS: tuple[Kind, ...] = (
          "`<call_id>:released:<attempt>`"),
     Kind("session.lost", ("session",), "Recorded by the next holder for a lease whose holder stopped renewing it "
          "(`reason`: `lease_expired`).", "`<call_id>:lost:<attempt>`"),
-    Kind("rt.{server_event_type}", ("session",), "A Realtime server event relayed from the sideband exactly as "
-         "received.", "`<call_id>:<event_id>`"),
+    Kind("rt.{server_event_type}", ("session",), "A server event relayed from the sideband exactly as received "
+         "(either surface; never Live's reflected audio).", "`<call_id>:<event_id>`"),
     Kind("tool.requested", ("session",), "The model called a function; the worker asks `tools.<name>`.",
          "`<call_id>:tool:<tool_call_id>:req`"),
     Kind("tool.completed", ("session",), "What went back to the model for a function call.",

@@ -168,11 +168,28 @@ class SipHeader(msgspec.Struct, frozen=True):
     value: str
 
 
-class IncomingCallData(msgspec.Struct, frozen=True, kw_only=True):
-    """The ``data`` object of OpenAI's ``realtime.call.incoming`` webhook."""
+Surface = Literal["realtime", "live"]
+"""OpenAI's two surfaces for SIP calls: Realtime (``/realtime/calls/{call_id}``) and Live
+(``/live/sessions/{session_id}``). A call's id is the id its surface gave it (``rtc_…``, ``live_…``)."""
 
-    call_id: str
+INCOMING_SURFACES: dict[str, Surface] = {
+    "realtime.call.incoming": "realtime",
+    "live.transport.incoming": "live",
+    "live.call.incoming": "live",  # deprecated by OpenAI for live.transport.incoming; same data
+}
+"""The webhook types that ring a call (stored as ``calls.<id>.incoming``), and the surface of each."""
+
+
+class IncomingCallData(msgspec.Struct, frozen=True, kw_only=True):
+    """The ``data`` object of an incoming-call webhook: ``call_id`` on Realtime, ``session_id`` on Live."""
+
+    call_id: str | None = None
+    session_id: str | None = None
     sip_headers: list[SipHeader] = []
+
+    def sip_call_id(self) -> str | None:
+        """The SIP ``Call-ID`` header: what links the two ids of a call offered on both surfaces."""
+        return next((h.value for h in self.sip_headers if h.name.lower() == "call-id"), None)
 
 
 class IncomingWebhook(msgspec.Struct, frozen=True, kw_only=True):
@@ -190,6 +207,8 @@ class Decided(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     rule: str
     reason: str
     agent: str | None = None
+    surface: Surface = "realtime"
+    """The surface the decision is carried out on (the agent's for an accept, else the policy's)."""
     accept: dict[str, Any] | None = None
     greeting: str | None = None
     tool_timeouts_s: dict[str, float] | None = None
@@ -200,6 +219,11 @@ class Decided(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     max_duration_s: float | None = None
     """Accept only: the longest the call may last (the rule's ``max_call_duration_s``, else the policy's);
     absent in decisions recorded before it existed."""
+    set_aside: bool = False
+    """The call was offered on another surface than the decision's: this id is left alone (OpenAI offers
+    one call on both surfaces when the project takes both; the other id is answered). Ended ``other_surface``."""
+    sip_call_id: str | None = None
+    """The SIP ``Call-ID`` of the call, which links the ids of a call offered on both surfaces."""
 
 
 class UpstreamOutcome(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -208,6 +232,8 @@ class UpstreamOutcome(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=T
     http_status: int
     latency_ms: float
     agent: str | None = None
+    surface: Surface = "realtime"
+    """The surface OpenAI answered on; the session worker attaches to the call there."""
     greeting: str | None = None
     tool_timeouts_s: dict[str, float] | None = None
     status_code: int | None = None

@@ -28,6 +28,7 @@ import msgspec
 
 from switchboard.shared.config import Secret
 from switchboard.shared.errors import UpstreamError
+from switchboard.shared.events import Surface
 from switchboard.shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -124,8 +125,14 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             await self._session.close()
 
 
+_PATHS: dict[str, str] = {"realtime": "realtime/calls", "live": "live/sessions"}
+"""Where each surface's call controls live, under the base URL: ``…/{id}/accept`` and so on."""
+
+
 class CallsClient:
-    """REST ``/realtime/calls/{call_id}/…`` with the project's bearer key."""
+    """REST ``/realtime/calls/{call_id}/…`` or ``/live/sessions/{session_id}/…``, as the call's surface
+    says, with the project's bearer key. The bodies are the surface's: an accept body is built for its
+    surface by the controller; a Live reject always carries its (required) ``status_code``."""
 
     def __init__(
         self,
@@ -147,8 +154,8 @@ class CallsClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def _post(self, call_id: str, op: str, body: dict[str, Any] | None) -> CallResult:
-        path = f"realtime/calls/{quote(call_id, safe='')}/{op}"
+    async def _post(self, call_id: str, op: str, body: dict[str, Any] | None, surface: Surface) -> CallResult:
+        path = f"{_PATHS[surface]}/{quote(call_id, safe='')}/{op}"
         started = time.perf_counter()
         attempt = 0
         while True:
@@ -181,17 +188,21 @@ class CallsClient:
             return f"GET {url} answered 404: is OPENAI_BASE_URL OpenAI's API (it ends in /v1)?"
         return None
 
-    async def accept(self, call_id: str, session: dict[str, Any]) -> CallResult:
-        return await self._post(call_id, "accept", session)
+    async def accept(self, call_id: str, session: dict[str, Any], *, surface: Surface = "realtime") -> CallResult:
+        return await self._post(call_id, "accept", session, surface)
 
-    async def reject(self, call_id: str, status_code: int | None = None) -> CallResult:
-        return await self._post(call_id, "reject", {"status_code": status_code} if status_code else None)
+    async def reject(
+        self, call_id: str, status_code: int | None = None, *, surface: Surface = "realtime"
+    ) -> CallResult:
+        if surface == "live":
+            status_code = status_code or 603  # required on Live; Realtime's default
+        return await self._post(call_id, "reject", {"status_code": status_code} if status_code else None, surface)
 
-    async def refer(self, call_id: str, target_uri: str) -> CallResult:
-        return await self._post(call_id, "refer", {"target_uri": target_uri})
+    async def refer(self, call_id: str, target_uri: str, *, surface: Surface = "realtime") -> CallResult:
+        return await self._post(call_id, "refer", {"target_uri": target_uri}, surface)
 
-    async def hangup(self, call_id: str) -> CallResult:
-        return await self._post(call_id, "hangup", None)
+    async def hangup(self, call_id: str, *, surface: Surface = "realtime") -> CallResult:
+        return await self._post(call_id, "hangup", None, surface)
 
 
 async def warn_if_unusable(calls: CallsClient, *, service: str) -> None:
@@ -203,10 +214,15 @@ async def warn_if_unusable(calls: CallsClient, *, service: str) -> None:
         )
 
 
-def sideband_url(base_url: str, call_id: str) -> str:
-    """``https://host/v1`` → ``wss://host/v1/realtime?call_id=…`` (http → ws)."""
+def sideband_url(base_url: str, call_id: str, surface: Surface = "realtime") -> str:
+    """``https://host/v1`` → ``wss://host/v1/realtime?call_id=…``, or on Live
+    ``wss://host/v1/live/sessions/…/attach`` (http → ws)."""
     parts = urlsplit(base_url.rstrip("/"))
     scheme = {"https": "wss", "http": "ws"}.get(parts.scheme, parts.scheme)
+    if surface == "live":
+        return urlunsplit(
+            (scheme, parts.netloc, f"{parts.path}/live/sessions/{quote(call_id, safe='')}/attach", "", "")
+        )
     return urlunsplit((scheme, parts.netloc, parts.path + "/realtime", f"call_id={quote(call_id, safe='')}", ""))
 
 
@@ -281,16 +297,18 @@ class Sideband:
         *,
         http: aiohttp.ClientSession | None = None,
         open_timeout_s: float = 10.0,
+        surface: Surface = "realtime",
     ) -> Sideband:
         """Connect; raises `UpstreamError` (with the HTTP status when the upgrade was refused)."""
         base = urlsplit(base_url)
+        url = sideband_url(base_url, call_id, surface)
         session = http if http is not None else sideband_session()
         refusal: list[bytes] = []
         token = _refusal_body.set(refusal)
         try:
             async with asyncio.timeout(open_timeout_s):
                 ws = await session.ws_connect(
-                    sideband_url(base_url, call_id),
+                    url,
                     headers={"Authorization": f"Bearer {api_key.reveal()}"},
                     proxy=http_proxy(base.scheme, base.hostname or ""),
                     heartbeat=_HEARTBEAT_S,
@@ -302,12 +320,9 @@ class Sideband:
                 await session.close()
             if isinstance(exc, aiohttp.WSServerHandshakeError) and exc.status >= 400:
                 code = _error_fields(refusal[0])[0] if refusal else None
-                url = sideband_url(base_url, call_id)
                 raise UpstreamError(exc.status, code, f"sideband {url} refused with {exc.status}") from None
             why = f"{type(exc).__name__}" + (f": {exc}" if str(exc) else "")
-            raise UpstreamError(
-                None, None, f"sideband connect to {sideband_url(base_url, call_id)} failed: {why}"
-            ) from None
+            raise UpstreamError(None, None, f"sideband connect to {url} failed: {why}") from None
         finally:
             _refusal_body.reset(token)
         return cls(ws, None if http is not None else session)

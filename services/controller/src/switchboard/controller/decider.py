@@ -26,6 +26,7 @@ from switchboard.controller.policy import (
     matching_rule,
     max_call_duration,
 )
+from switchboard.controller.policy.model import Surface, agent_model, agent_surface
 from switchboard.shared.events import Decided
 
 
@@ -53,20 +54,54 @@ def _audio(agent: Agent) -> dict[str, Any]:
     return {"input": audio_in, "output": audio_out} if audio_in else {"output": audio_out}
 
 
-def accept_body(agent: Agent) -> dict[str, Any]:
-    """The session configuration sent with ``POST /realtime/calls/{id}/accept``."""
+def accept_body(agent: Agent, surface: Surface | None = None) -> dict[str, Any]:
+    """The body of the accept on `surface` (default: the agent's, else Realtime): ``POST
+    /realtime/calls/{id}/accept`` takes the session's fields, ``/live/sessions/{id}/accept`` ``{"session"}``."""
+    surface = surface or agent.surface or "realtime"
+    if surface == "live":
+        return {"session": _live_session(agent)}
     body: dict[str, Any] = {
         "type": "realtime",
-        "model": agent.model,
+        "model": agent_model(agent, "realtime"),
         "instructions": agent.instructions,
         "audio": _audio(agent),
     }
     if agent.tools:
-        body["tools"] = [
-            {"type": "function", "name": t.name, "description": t.description, "parameters": t.parameters}
-            for t in agent.tools
-        ]
+        body["tools"] = _function_tools(agent)
     return body
+
+
+def _function_tools(agent: Agent) -> list[dict[str, Any]]:
+    return [
+        {"type": "function", "name": t.name, "description": t.description, "parameters": t.parameters}
+        for t in agent.tools
+    ]
+
+
+def _live_session(agent: Agent) -> dict[str, Any]:
+    """A Live accept's ``session`` (the SDK's `SessionAcceptParams`): no audio format, tools via delegation."""
+    session: dict[str, Any] = {
+        "type": "live",
+        "model": agent_model(agent, "live"),
+        "instructions": agent.instructions,
+        "audio": {"output": {"voice": agent.voice}},
+    }
+    given = agent.delegation
+    if given is not None:
+        delegation: dict[str, Any] = {"type": given.type}
+        if given.type == "responses":
+            backend: dict[str, Any] = {"model": given.model}
+            if given.instructions:
+                backend["instructions"] = given.instructions
+            if agent.tools:
+                backend["tools"] = _function_tools(agent)
+            delegation["responses"] = backend
+        if given.acknowledgement_delay_ms is not None:
+            delegation["acknowledgement_delay_ms"] = given.acknowledgement_delay_ms
+        session["delegation"] = delegation
+    if agent.triggers:
+        session["triggers"] = agent.triggers
+    return session
 
 
 def tool_timeouts(agent: Agent) -> dict[str, float]:
@@ -77,24 +112,43 @@ def tool_timeouts(agent: Agent) -> dict[str, float]:
 def _decided(policy: Policy, rule: str, outcome: Outcome, reason: str, *, capacity_full: bool = False) -> Decided:
     if outcome.accept is not None:
         agent = policy.agents[outcome.accept.agent]
+        surface = agent_surface(policy, agent)
         return Decided(
             action="accept",
             rule=rule,
             reason=reason,
             agent=outcome.accept.agent,
-            accept=accept_body(agent),
+            surface=surface,
+            accept=accept_body(agent, surface),
             greeting=agent.greeting,
             tool_timeouts_s=tool_timeouts(agent),
             max_duration_s=max_call_duration(policy, outcome if isinstance(outcome, Rule) else None),
         )
     if outcome.refer is not None:
         target = outcome.refer.target_uri
-        return Decided(action="refer", rule=rule, reason=reason, target_uri=target, capacity_full=capacity_full)
+        return Decided(
+            action="refer", rule=rule, reason=reason, target_uri=target, capacity_full=capacity_full,
+            surface=policy.surface,
+        )  # fmt: skip
     status = outcome.status_code
-    return Decided(action="reject", rule=rule, reason=reason, status_code=status, capacity_full=capacity_full)
+    return Decided(
+        action="reject", rule=rule, reason=reason, status_code=status, capacity_full=capacity_full,
+        surface=policy.surface,
+    )  # fmt: skip
 
 
 def decide(policy: Policy, call: CallFacts, *, now: datetime, live: Mapping[str, int]) -> Decided:
+    """What to do with `call` (see `_decide_on`), and whether this id is set aside: a decision carried out
+    on another surface than the one the call was offered on belongs to the call's other id."""
+    decision = _decide_on(policy, call, now=now, live=live)
+    sip_call_id = next((h.value for h in call.headers if h.name.lower() == "call-id"), None)
+    set_aside = decision.surface != call.surface
+    if set_aside or sip_call_id is not None:
+        decision = msgspec.structs.replace(decision, set_aside=set_aside, sip_call_id=sip_call_id)
+    return decision
+
+
+def _decide_on(policy: Policy, call: CallFacts, *, now: datetime, live: Mapping[str, int]) -> Decided:
     """What to do with `call` under `policy` at the instant `now`, given the live calls per rule.
 
     The first rule whose ``when`` matches decides. If it has ``max_live_calls`` and ``live[rule]`` has
@@ -121,7 +175,7 @@ def occupies(decided: Decided) -> str | None:
     The controller counts, cluster-wide, the calls whose ``decided`` event gives a rule here and that have
     not ``ended``; that count per rule is the `live` mapping `decide` takes.
     """
-    return decided.rule if decided.action == "accept" and not decided.capacity_full else None
+    return decided.rule if decided.action == "accept" and not (decided.capacity_full or decided.set_aside) else None
 
 
 def capacity_limits(policy: Policy) -> dict[str, int]:

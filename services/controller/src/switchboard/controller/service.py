@@ -195,12 +195,14 @@ class Controller:
 
     # --- one incoming call ---------------------------------------------------------------------------
 
-    async def _decide(self, call_id: str, sip_headers: list[events.SipHeader], received: datetime) -> events.Decided:
+    async def _decide(
+        self, call_id: str, sip_headers: list[events.SipHeader], received: datetime, surface: events.Surface
+    ) -> events.Decided:
         """Decide under the policy in force, admitting the call to its rule's capacity when it has one."""
         assert self._capacity is not None
         policy = self.policy  # one version for the whole decision
         limits, max_ages = capacity_limits(policy), capacity_max_ages(policy)
-        facts = facts_from_incoming(call_id, sip_headers)
+        facts = facts_from_incoming(call_id, sip_headers, surface)
         live = await self._capacity.live(max_ages) if limits else {}
         decision = decide(policy, facts, now=received, live=live)
         rule = occupies(decision)
@@ -219,6 +221,7 @@ class Controller:
         try:
             event = delivery.event()
             incoming = msgspec.convert(event.data.get("data", {}), events.IncomingCallData)
+            surface = events.INCOMING_SURFACES.get(event.data.get("type"), "realtime")
             received = datetime.fromisoformat(event.time)
         except (msgspec.ValidationError, msgspec.DecodeError, AttributeError, ValueError) as exc:
             log.error("incoming_unreadable", subject=delivery.subject, error=str(exc))
@@ -226,7 +229,7 @@ class Controller:
         call_id = event.call_id
         bound = log.bind(call_id=call_id)
         try:
-            decision = await self._decide(call_id, incoming.sip_headers, received)
+            decision = await self._decide(call_id, incoming.sip_headers, received, surface)
             await bus.publish(
                 bus.event(call_id, "decided", decision), msg_id=f"{call_id}:decided", expect_empty_subject=True
             )
@@ -295,14 +298,15 @@ class Controller:
         return capacity_max_ages(policy).get(rule, policy.max_call_duration_s)
 
     def _request(self, call_id: str, decision: events.Decided) -> Any:
-        """The REST call that carries out `decision`."""
+        """The REST call that carries out `decision`, on its surface."""
+        surface = decision.surface
         if decision.action == "accept":
             assert decision.accept is not None
-            return self._calls.accept(call_id, decision.accept)
+            return self._calls.accept(call_id, decision.accept, surface=surface)
         if decision.action == "reject":
-            return self._calls.reject(call_id, decision.status_code)
+            return self._calls.reject(call_id, decision.status_code, surface=surface)
         assert decision.target_uri is not None
-        return self._calls.refer(call_id, decision.target_uri)
+        return self._calls.refer(call_id, decision.target_uri, surface=surface)
 
     async def _carry_out(self, call_id: str, decision: events.Decided) -> None:
         """Make the decision's REST call and record OpenAI's answer (and ``ended`` for reject/refer).
@@ -315,6 +319,13 @@ class Controller:
         assert self._bus is not None
         bus = self._bus
         bound = log.bind(call_id=call_id)
+        if decision.set_aside:
+            # Offered on both surfaces: the call's other id carries the decision out, this one is left alone.
+            bound.warning("call_set_aside", answered_on=decision.surface, sip_call_id=decision.sip_call_id,
+                          hint=f"answered under its {decision.surface} id; if the project sends only this "
+                               f"surface's webhooks, name this surface in the policy (surface:)")  # fmt: skip
+            await bus.record(call_id, "ended", events.Ended(reason="other_surface", duration_s=0.0))
+            return
         started = time.perf_counter()
         confirmed_by: Literal["conflict"] | None = None
         try:
@@ -360,6 +371,7 @@ class Controller:
             http_status=result.http_status,
             latency_ms=result.latency_ms,
             agent=decision.agent,
+            surface=decision.surface,
             greeting=decision.greeting,
             tool_timeouts_s=decision.tool_timeouts_s,
             status_code=decision.status_code,
@@ -389,15 +401,26 @@ class Controller:
             if problem is not None:
                 error = f"target_uri {problem}"
             else:
-                error = await self._command_rest(call_id, "referred", self._calls.refer(call_id, target), target)
+                surface = await self._surface_of(call_id)
+                refer = self._calls.refer(call_id, target, surface=surface)
+                error = await self._command_rest(call_id, "referred", refer, target)
         else:
-            error = await self._command_rest(call_id, "hungup", self._calls.hangup(call_id))
+            hangup = self._calls.hangup(call_id, surface=await self._surface_of(call_id))
+            error = await self._command_rest(call_id, "hungup", hangup)
         record = events.CommandRecord(verb=verb, command=command, ok=error is None, error=error, served_by=CONSUMER)
         with contextlib.suppress(BusUnavailable):
             await self._bus.record(call_id, f"command.{verb}", record, msg_id=f"{call_id}:cmd:{uuid.uuid4().hex}")
         self.telemetry.commands.labels(verb=verb, ok=str(error is None).lower()).inc()
         log.info("command_served", call_id=call_id, verb=verb, error=error)
         return msgspec.json.encode({"ok": True} if error is None else {"ok": False, "error": error})
+
+    async def _surface_of(self, call_id: str) -> events.Surface:
+        """The surface a call was answered on, as its decision says (Realtime when it cannot be read)."""
+        try:
+            stored = await self._stored_decision(call_id)
+        except (BusUnavailable, msgspec.ValidationError):
+            return "realtime"
+        return "realtime" if stored is None else stored.surface
 
     async def _command_rest(self, call_id: str, kind: str, request: Any, target_uri: str | None = None) -> str | None:
         """Make the REST call; on success record OpenAI's answer as `kind` (``hungup``/``referred``)."""

@@ -26,7 +26,7 @@ import msgspec
 
 from switchboard.controller.decider import decide, occupies
 from switchboard.controller.policy import CallFacts, Policy, facts_from_incoming
-from switchboard.shared.events import CloudEvent, Decided, IncomingCallData, payload
+from switchboard.shared.events import INCOMING_SURFACES, CloudEvent, Decided, IncomingCallData, payload
 
 KINDS = ("incoming", "decided", "ended")
 """The event kinds a what-if reads."""
@@ -82,7 +82,9 @@ def redecide(policy: Policy, log: Iterable[CloudEvent], *, since: datetime) -> R
             if event.kind == "incoming" and call_id not in after:
                 when = _time(event)
                 data = event.data.get("data", {}) if isinstance(event.data, dict) else {}
-                facts = facts_from_incoming(call_id, msgspec.convert(data, IncomingCallData).sip_headers)
+                kind = event.data.get("type") if isinstance(event.data, dict) else None
+                surface = INCOMING_SURFACES.get(str(kind), "realtime")
+                facts = facts_from_incoming(call_id, msgspec.convert(data, IncomingCallData).sip_headers, surface)
                 decided = decide(policy, facts, now=when, live=live)
                 after[call_id] = _Redecided(facts=facts, time=when, decided=decided)
                 if (rule := occupies(decided)) is not None:

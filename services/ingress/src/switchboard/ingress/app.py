@@ -54,7 +54,6 @@ from switchboard.shared.webhooks import Verifier
 log = get_logger(__name__)
 
 WEBHOOK_PATH = "/webhooks/openai"
-INCOMING_TYPE = validation.INCOMING_TYPE
 OPENAPI_FILE = Path(__file__).with_name("openapi.yaml")
 DEFAULT_PUBLISH_DEADLINE = timedelta(seconds=3)
 BODY_READ_TIMEOUT = timedelta(seconds=10)

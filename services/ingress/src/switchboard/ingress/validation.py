@@ -3,10 +3,12 @@
 Pure: bytes in, a `Webhook` or an `InvalidWebhook` (with a reason a metric can label by) out. The body
 is decoded once; the decoded object is what gets stored, so it is never decoded twice.
 
-Routing: ``realtime.call.incoming`` needs a ``data.call_id`` and goes to ``calls.<call_id>.incoming``.
-Any other validly signed event type is kept too, as ``calls.<call_id>.webhook`` under the call it
-names, or under ``_unrouted`` when it names none. A ``call_id`` that is not a safe subject token is
-refused whatever the type: no event ever lands on a subject a caller chose.
+Routing: an incoming call goes to ``calls.<id>.incoming`` under the id its surface gave it:
+``realtime.call.incoming`` needs a ``data.call_id`` (``rtc_…``), ``live.transport.incoming`` (and the
+deprecated ``live.call.incoming``) a ``data.session_id`` (``live_…``). Any other validly signed event
+type is kept too, as ``calls.<id>.webhook`` under the call or session it names, or under ``_unrouted``
+when it names none. An id that is not a safe subject token is refused whatever the type: no event ever
+lands on a subject a caller chose.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ import msgspec
 from switchboard.shared import events
 from switchboard.shared.errors import InvalidEvent
 
-INCOMING_TYPE: Final = "realtime.call.incoming"
 UNROUTED: Final = "_unrouted"
 # A webhook id becomes the Nats-Msg-Id header: visible ASCII only, so no header can be bent by it.
 _WEBHOOK_ID = re.compile(r"[!-~]{1,256}")
@@ -100,12 +101,13 @@ def _check_depth(node: dict[str, Any] | list[Any], room: int = MAX_DEPTH - 1) ->
 
 def route(event_type: str, data: dict[str, Any]) -> tuple[str, str]:
     """(call_id, kind) a verified event of `event_type` is stored under; raises `InvalidWebhook`."""
-    call_id = data.get("call_id")
+    field = "session_id" if events.INCOMING_SURFACES.get(event_type) == "live" or "call_id" not in data else "call_id"
+    call_id = data.get(field)
     if call_id is not None and not events.is_safe_call_id(call_id):
-        raise InvalidWebhook("bad_call_id", "data.call_id must match ^[A-Za-z0-9_-]{1,128}$")
-    if event_type == INCOMING_TYPE:
+        raise InvalidWebhook("bad_call_id", f"data.{field} must match ^[A-Za-z0-9_-]{{1,128}}$")
+    if event_type in events.INCOMING_SURFACES:
         if call_id is None:
-            raise InvalidWebhook("missing_data", "data.call_id is required for realtime.call.incoming")
+            raise InvalidWebhook("missing_data", f"data.{field} is required for {event_type}")
         _check_sip_headers(data.get("sip_headers", []))
         return call_id, "incoming"
     return call_id or UNROUTED, "webhook"

@@ -72,6 +72,8 @@ class CallSession:
         self.accepted = accepted
         self._greet = greet
         self._accepted_at = time.time() if accepted_at is None else accepted_at  # epoch seconds
+        self._protocol = turns.protocol(accepted.surface)
+        self._closed_reason: str | None = None  # why the session closed, when the surface says (Live)
         self._open_sideband = open_sideband
         self._calls = calls
         # Function calls a previous holder started and never answered: finished once attached.
@@ -109,6 +111,8 @@ class CallSession:
             sideband = await self._relay()
             await self._relay_out.flush()
             await self._commands_settled()
+            if isinstance(sideband, end_reason.Closed) and not sideband.reason and self._closed_reason:
+                sideband = end_reason.Closed(sideband.code, self._closed_reason)
             return end_reason.SessionEnd(sideband, self._ended_by)
         finally:
             if self._own_publisher is not None:
@@ -145,6 +149,9 @@ class CallSession:
             self.log.info("sideband_attached", reconnects=failures)
             if failures:
                 self._metrics.reconnects.inc()
+            if self._greet and self._protocol.greet_on is None:
+                self._greet = False
+                await self._send_greeting()
             if self._unanswered:
                 unanswered, self._unanswered = self._unanswered, []
                 self.log.info("tools_resumed", tools=[c.name for c in unanswered])
@@ -169,18 +176,23 @@ class CallSession:
             await asyncio.sleep(_RECONNECT_BASE_DELAY_S * 2 ** (failures - 1))
 
     async def _on_server_event(self, server_event: ServerEvent) -> None:
-        type_ = server_event.type
-        if type_ == "session.created" and self._greet:
+        type_, protocol = server_event.type, self._protocol
+        if type_ == protocol.greet_on and self._greet:
             self._greet = False
             await self._send_greeting()
-        self._relay_out.put(server_event)
-        if type_ == "response.done":
-            if self._hangup_after_response:
+        if protocol.relayed(type_):
+            self._relay_out.put(server_event)
+        else:
+            self._metrics.audio_dropped.inc()
+        if type_ == protocol.response_done:
+            if self._hangup_after_response and protocol.is_response_done(type_, server_event):
                 self._hangup_after_response = False
                 self._spawn(self._hang_up("end_call"))
-            calls = turns.function_calls(server_event.data)
+            calls = protocol.function_calls(type_, server_event)
             if calls:
                 self._spawn(self._answer_tools(calls))
+        elif (closed := protocol.closed_reason(type_, server_event)) is not None:
+            self._closed_reason = closed
 
     async def _send_greeting(self) -> None:
         """Greet, once per call cluster-wide: the lease record says whether any holder already did."""
@@ -191,8 +203,11 @@ class CallSession:
         except BusUnavailable as exc:  # cannot be sure no other holder greets: better silent than twice
             self.log.warning("greeting_not_sent", error=str(exc))
             return
+        greeting = self._protocol.greeting(self.accepted.greeting)
+        if greeting is None:
+            return
         try:
-            await self.send(turns.response_create(self.accepted.greeting))
+            await self.send(greeting)
         except UpstreamError as exc:
             # The sideband dropped as it came up: greet on the next one instead (this holder, or the next).
             self.log.warning("greeting_deferred", error=str(exc))
@@ -236,9 +251,8 @@ class CallSession:
         if len(answered) < len(results):
             return  # lost the call mid-way (or the bus): the next holder answers them
         try:
-            for tool_call_id, output in answered:
-                await self.send(turns.function_output(tool_call_id, output))
-            await self.send(turns.response_create())
+            for client_event in self._protocol.answers(answered):
+                await self.send(client_event)
             done = {c.tool_call_id for c in calls}
             await self.lease.change(tools={k: v for k, v in self.lease.record.tools.items() if k not in done})
         except (UpstreamError, TimeoutError, OSError, LeaseLost, BusUnavailable) as exc:
@@ -300,7 +314,7 @@ class CallSession:
             return turns.output_text({"error": f"target_uri {problem}"})
         await self.lease.fence()
         try:
-            await self._calls.refer(self.call_id, target)
+            await self._calls.refer(self.call_id, target, surface=self.accepted.surface)
         except UpstreamError as exc:
             return turns.output_text({"error": f"the transfer failed: {exc}"})
         self._ended_by = "transfer_call"
@@ -320,7 +334,7 @@ class CallSession:
             return
         self._ended_by = ended_by
         try:
-            await self._calls.hangup(self.call_id)
+            await self._calls.hangup(self.call_id, surface=self.accepted.surface)
         except UpstreamError as exc:
             self.log.warning("hangup_failed", status=exc.status, code=exc.code)
 
@@ -375,7 +389,7 @@ class CallSession:
             if not isinstance(instructions, str) or not instructions:
                 error = "say needs a non-empty 'instructions' string"
             else:
-                error = await self._try_send(turns.response_create(instructions))
+                error = await self._try_send(self._protocol.say(instructions))
         else:
             if not isinstance(command.get("type"), str):
                 error = "send needs a client event with a 'type'"

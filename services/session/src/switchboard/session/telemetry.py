@@ -21,6 +21,9 @@ class SessionMetrics:
         self.lost = m.counter("leases_lost", "Calls taken away because another worker claimed them.")
         self.reconnects = m.counter("sideband_reconnects", "Sideband re-attaches after a drop.")
         self.events_relayed = m.counter("events_relayed", "Realtime server events published to the bus.")
+        self.audio_dropped = m.counter(
+            "audio_events_dropped", "Live's reflected audio events (caller and agent) counted and not relayed."
+        )
         self.relay_seconds = m.histogram("relay_seconds", "From receiving a server event to its bus acknowledgement.")
         self.tool_calls = m.counter("tool_calls", "Function calls answered, by outcome.", ["outcome"])
         self.claimed_first = self.claims.labels(how="first")

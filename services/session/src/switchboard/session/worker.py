@@ -266,7 +266,7 @@ class SessionWorker:
                 worker=self.worker,
                 accepted=accepted,
                 greet=True,
-                open_sideband=self._open_sideband,
+                open_sideband=functools.partial(self._open_sideband, surface=accepted.surface),
                 calls=self._calls,
                 metrics=self.telemetry,
                 publisher=self._publisher,
@@ -371,8 +371,10 @@ class SessionWorker:
 
         await asyncio.gather(*(one(lease) for lease in leases))
 
-    async def _open_sideband(self, call_id: str) -> Sideband:
-        return await Sideband.open(self._settings.openai_base_url, call_id, self._api_key, http=self._sidebands)
+    async def _open_sideband(self, call_id: str, *, surface: events.Surface = "realtime") -> Sideband:
+        return await Sideband.open(
+            self._settings.openai_base_url, call_id, self._api_key, http=self._sidebands, surface=surface
+        )
 
 
 async def _ending_commands(bus: Bus, call_id: str) -> frozenset[EndingCommand]:

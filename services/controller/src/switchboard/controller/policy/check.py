@@ -23,12 +23,15 @@ import phonenumbers
 
 from switchboard.controller.policy.model import (
     DEPRECATED_MODELS,
+    LIVE_MODELS,
+    LIVE_VOICES,
     MAX_CALL_DURATION_RANGE_S,
     REALTIME_MODELS,
     REJECT_NAMES,
     VOICES,
     WEEKDAYS,
     Agent,
+    Audio,
     Hours,
     NumberMatch,
     NumberSpec,
@@ -36,8 +39,11 @@ from switchboard.controller.policy.model import (
     Policy,
     Reject,
     Rule,
+    Surface,
     TextMatch,
     When,
+    agent_model,
+    agent_surface,
     as_list,
 )
 from switchboard.shared.errors import ConfigError
@@ -168,7 +174,27 @@ def _check_rule(out: Problems, at: FieldPath, rule: Rule, agents: Iterable[str])
             out.add((*at, "when_full", "accept"), "a full rule cannot accept: use reject or refer")
 
 
-def _check_agent(out: Problems, at: FieldPath, agent: Agent) -> None:
+def _check_live_agent(out: Problems, at: FieldPath, agent: Agent) -> None:
+    """What a Live agent cannot have: Realtime's audio settings; tools without Responses delegation."""
+    if agent.audio != Audio():
+        out.add((*at, "audio"), "Realtime only: on Live, SIP negotiates the media; give the agent a voice")
+    delegation = agent.delegation
+    if agent.tools and (delegation is None or delegation.type != "responses"):
+        out.add((*at, "tools"), "a Live agent's tools are called through Responses delegation: add "
+                                "delegation: {type: responses, model: <a Responses model>}")  # fmt: skip
+    if delegation is not None and delegation.type == "responses" and not delegation.model:
+        out.add((*at, "delegation", "model"), "Responses delegation needs the Responses model that does the work")
+    if delegation is not None and delegation.type == "client" and (delegation.model or delegation.instructions):
+        out.add((*at, "delegation"), "model and instructions are for type: responses")
+
+
+def _check_agent(out: Problems, at: FieldPath, agent: Agent, surface: Surface) -> None:
+    if surface == "live":
+        _check_live_agent(out, at, agent)
+    else:
+        for field in ("delegation", "triggers"):
+            if getattr(agent, field):
+                out.add((*at, field), "Live only: set surface: live on the agent (or the policy) to use it")
     speed = agent.audio.output.speed
     if speed is not None and not 0.25 <= speed <= 1.5:
         out.add((*at, "audio", "output", "speed"), "must be between 0.25 and 1.5")
@@ -194,15 +220,17 @@ def check_parts(
     rules: Iterable[tuple[int, Rule]],
     default: Outcome | None,
     max_call_duration_s: float | None = None,
+    surface: Surface = "realtime",
 ) -> None:
-    """Check what converted; `agent_names` also holds agents that failed to convert (not "unknown")."""
+    """Check what converted; `agent_names` also holds agents that failed to convert (not "unknown").
+    `surface` is the policy's (agents that name none answer on it)."""
     names = sorted(agent_names)
     if version is not None and version != 1:
         out.add(("version",), f"only version 1 is known, got {version}")
     if max_call_duration_s is not None:
         _check_duration(out, ("max_call_duration_s",), max_call_duration_s)
     for name, agent in agents.items():
-        _check_agent(out, ("agents", name), agent)
+        _check_agent(out, ("agents", name), agent, agent.surface or surface)
     seen: set[str] = set()
     for i, rule in rules:
         if not rule.name:
@@ -226,20 +254,22 @@ def _unknown_name(kind: str, name: str, known: Iterable[str], examples: Iterable
     return f"{name!r} is not a {kind} the openai SDK names ({hint}); OpenAI refuses calls if it does not exist"
 
 
-def check_warnings(out: Problems, agents: Mapping[str, Agent]) -> None:
+def check_warnings(out: Problems, policy: Policy) -> None:
     """What is valid but likely wrong: a deprecated or unknown model, an unknown voice (see `REALTIME_MODELS`)."""
-    for name, agent in agents.items():
-        if agent.model in DEPRECATED_MODELS:
-            shutdown, instead = DEPRECATED_MODELS[agent.model]
+    for name, agent in policy.agents.items():
+        surface = agent_surface(policy, agent)
+        model = agent_model(agent, surface)
+        models, voices = (LIVE_MODELS, LIVE_VOICES) if surface == "live" else (REALTIME_MODELS, VOICES)
+        current = sorted(LIVE_MODELS) if surface == "live" else _CURRENT_MODELS
+        if model in DEPRECATED_MODELS and surface == "realtime":
+            shutdown, instead = DEPRECATED_MODELS[model]
             out.add(("agents", name, "model"),
-                    f"{agent.model!r} is deprecated: OpenAI shuts it down on {shutdown}; use {instead!r}")  # fmt: skip
-        elif agent.model not in REALTIME_MODELS:
-            out.add(
-                ("agents", name, "model"),
-                _unknown_name("Realtime model", agent.model, REALTIME_MODELS, _CURRENT_MODELS),
-            )
-        if agent.voice not in VOICES:
-            out.add(("agents", name, "voice"), _unknown_name("voice", agent.voice, VOICES, sorted(VOICES)))
+                    f"{model!r} is deprecated: OpenAI shuts it down on {shutdown}; use {instead!r}")  # fmt: skip
+        elif model not in models:
+            what = "Live model" if surface == "live" else "Realtime model"
+            out.add(("agents", name, "model"), _unknown_name(what, model, models, current))
+        if agent.voice not in voices:
+            out.add(("agents", name, "voice"), _unknown_name("voice", agent.voice, voices, sorted(voices)))
 
 
 def _heading(path: FieldPath, raw: Any) -> tuple[str, str]:
@@ -278,8 +308,9 @@ def validate(policy: Policy, source: str = "<policy>") -> Policy:
     problems = Problems()
     rules = list(enumerate(policy.rules))
     check_parts(
-        problems, policy.version, policy.agents, policy.agents, rules, policy.default, policy.max_call_duration_s
-    )
+        problems, policy.version, policy.agents, policy.agents, rules, policy.default, policy.max_call_duration_s,
+        policy.surface,
+    )  # fmt: skip
     if problems.items:
         raise PolicyError(source, render_problems(source, problems, msgspec.to_builtins(policy)))
     return policy

@@ -33,6 +33,7 @@ from switchboard.controller.policy.model import (
     Audio,
     AudioInput,
     AudioOutput,
+    Delegation,
     HeaderMatch,
     Hours,
     NumberMatch,
@@ -43,6 +44,7 @@ from switchboard.controller.policy.model import (
     Rule,
     SemanticVad,
     ServerVad,
+    Surface,
     TextMatch,
     Tool,
     Transcription,
@@ -130,7 +132,7 @@ def _field_names() -> frozenset[str]:
     """Every field name a policy can use, to suggest the intended one for a typo."""
     structs: list[type[msgspec.Struct]] = [
         TextMatch, NumberMatch, HeaderMatch, Hours, When, Tool, Transcription, ServerVad, SemanticVad,
-        AudioInput, AudioOutput, Audio, Agent, Accept, Reject, Refer, Outcome, Rule, Policy,
+        AudioInput, AudioOutput, Audio, Agent, Delegation, Accept, Reject, Refer, Outcome, Rule, Policy,
     ]  # fmt: skip
     return frozenset(f.encode_name for s in structs for f in msgspec.structs.fields(s))
 
@@ -221,7 +223,7 @@ def _read_yaml(text: str, out: Problems) -> tuple[yaml.Node | None, Any]:
 
 def _convert_all(raw: dict[str, Any], out: Problems) -> Policy | None:
     """Convert each agent and rule on its own, so one mistake does not hide the next."""
-    known_top = {"version", "agents", "rules", "default", "max_call_duration_s"}
+    known_top = {"version", "agents", "rules", "default", "max_call_duration_s", "surface"}
     for key in raw:
         if key not in known_top:
             out.add((str(key),), f"unknown top-level key (known: {', '.join(sorted(known_top))})")
@@ -232,6 +234,7 @@ def _convert_all(raw: dict[str, Any], out: Problems) -> Policy | None:
     duration = _convert(
         out, ("max_call_duration_s",), raw.get("max_call_duration_s", DEFAULT_MAX_CALL_DURATION_S), float
     )
+    surface = _convert(out, ("surface",), raw.get("surface", "realtime"), Surface)
     # A part that does not convert is checked without its wrong fields too, so every problem of an agent
     # or rule is reported at once; what those checks say about the wrong fields themselves is dropped.
     salvaged: dict[FieldPath, set[str]] = {}
@@ -261,12 +264,14 @@ def _convert_all(raw: dict[str, Any], out: Problems) -> Policy | None:
             rules.append((i, rule))
     default = _convert(out, ("default",), raw["default"], Outcome) if "default" in raw else None
     converted = len(out.items)
-    check_parts(out, version, agents, {*agents, *broken_agents}, rules, default, duration)
+    check_parts(out, version, agents, {*agents, *broken_agents}, rules, default, duration, surface or "realtime")
     out.items[converted:] = [(path, m) for path, m in out.items[converted:] if not _shadowed(path, m, salvaged)]
-    if out.items or version is None or default is None or duration is None:
+    if out.items or version is None or default is None or duration is None or surface is None:
         return None
     rules_ok = [rule for _, rule in rules]
-    return Policy(version=version, agents=agents, default=default, rules=rules_ok, max_call_duration_s=duration)
+    return Policy(
+        version=version, agents=agents, default=default, rules=rules_ok, max_call_duration_s=duration, surface=surface
+    )
 
 
 def _shadowed(path: FieldPath, message: str, salvaged: dict[FieldPath, set[str]]) -> bool:
@@ -308,7 +313,7 @@ def check_policy(text: str, source: str = "<policy>") -> CheckedPolicy:
     if policy is None:
         raise PolicyError(source, _render(source, root, raw, problems))
     warnings = Problems()
-    check_warnings(warnings, policy.agents)
+    check_warnings(warnings, policy)
     return CheckedPolicy(policy=policy, warnings=_render(source, root, raw, warnings))
 
 

@@ -29,7 +29,7 @@ from switchboard.controller.policy.model import (
     When,
     as_list,
 )
-from switchboard.shared.events import SipHeader
+from switchboard.shared.events import SipHeader, Surface
 from switchboard.shared.sip import user_part
 
 MATCH_MAX_CHARS = 1024
@@ -41,9 +41,11 @@ class CallFacts(msgspec.Struct, frozen=True, kw_only=True):
     dialled: str
     caller: str
     headers: tuple[SipHeader, ...] = ()
+    surface: Surface = "realtime"
+    """The surface the call was offered on (its id is that surface's)."""
 
 
-def facts_from_incoming(call_id: str, sip_headers: Sequence[SipHeader]) -> CallFacts:
+def facts_from_incoming(call_id: str, sip_headers: Sequence[SipHeader], surface: Surface = "realtime") -> CallFacts:
     """The facts of an incoming call: dialled number and caller from ``To``/``From``, and all headers.
 
     A number is the user part of the header's URI (`switchboard.shared.sip.user_part`), "" when there is none.
@@ -58,6 +60,7 @@ def facts_from_incoming(call_id: str, sip_headers: Sequence[SipHeader]) -> CallF
         dialled=number("to"),
         caller=number("from"),
         headers=tuple(sip_headers),
+        surface=surface,
     )
 
 

@@ -124,15 +124,45 @@ class Audio(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     output: AudioOutput = AudioOutput()
 
 
+Surface = Literal["realtime", "live"]
+"""OpenAI's two surfaces for SIP calls: Realtime (``/realtime/calls``) and Live (``/live/sessions``)."""
+
+DEFAULT_MODELS: Mapping[str, str] = {"realtime": "gpt-realtime-2", "live": "gpt-live-1"}
+"""The model of an agent that names none, on each surface."""
+
+
+class Delegation(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """A Live agent's delegation: who does the work the voice model hands off.
+
+    ``client`` (the default): Switchboard's application. ``responses``: a Responses model the session runs,
+    with `model` and a backend prompt (`instructions`); the agent's ``tools`` are its function tools, each
+    served over ``tools.<name>`` like a Realtime agent's.
+    """
+
+    type: Literal["client", "responses"] = "client"
+    model: str | None = None
+    instructions: str | None = None
+    acknowledgement_delay_ms: int | None = None
+
+
 class Agent(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """The Realtime session an accepted call gets, and what the session worker does with it."""
+    """The session an accepted call gets, on its surface, and what the session worker does with it.
+
+    `surface` unset: the policy's. A Live agent takes `model` (default ``gpt-live-1``), `voice`,
+    `instructions`, `greeting` (said as commentary when the sideband attaches), `delegation`, `tools` (with
+    ``delegation: {type: responses}``) and `triggers` (Decisions triggers on transcripts, sent as given);
+    `audio` is Realtime's only.
+    """
 
     instructions: str
-    model: str = "gpt-realtime-2"
+    surface: Surface | None = None
+    model: str | None = None
     voice: str = "marin"
     greeting: str | None = None
     audio: Audio = Audio()
     tools: list[Tool] = []
+    delegation: Delegation | None = None
+    triggers: list[dict[str, Any]] = []
 
 
 # The models and voices OpenAI's Realtime accept body names (the openai SDK's `CallAcceptParams`: its
@@ -159,6 +189,14 @@ DEPRECATED_MODELS: Mapping[str, tuple[str, str]] = {
 }
 """A deprecated model: (its announced shutdown date, the current model to use instead)."""
 VOICES = frozenset({"alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar"})
+# The same for Live's accept body (the SDK's `SessionAcceptParams`: `session.model`, `BuiltInVoice`).
+LIVE_MODELS = frozenset({"gpt-live-1", "gpt-live-1.1"})
+LIVE_VOICES = frozenset(
+    {
+        "alloy", "ash", "ballad", "beacon", "bossa", "cedar", "cinder", "coral", "delta", "echo", "gleam", "marin",
+        "meridian", "quartz", "ripple", "sage", "shida", "shimmer", "stone", "tempo", "verse", "vesper", "willow",
+    }
+)  # fmt: skip
 
 
 class Accept(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -227,6 +265,9 @@ class Policy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     agents: dict[str, Agent]
     default: Outcome
     rules: list[Rule] = []
+    surface: Surface = "realtime"
+    """The surface calls are answered on: rejects and refers, and agents that name none. A call offered on
+    both surfaces is answered once, on the surface of its decision; its other id is set aside."""
     max_call_duration_s: float = DEFAULT_MAX_CALL_DURATION_S
     """The longest an accepted call may last (seconds), for the default outcome and every rule without
     its own: the session worker hangs up a call that reaches it (end reason ``max_duration``), and a call
@@ -245,3 +286,13 @@ def max_call_duration(policy: Policy, rule: Rule | None) -> float:
     if rule is not None and rule.max_call_duration_s is not None:
         return rule.max_call_duration_s
     return policy.max_call_duration_s
+
+
+def agent_surface(policy: Policy, agent: Agent) -> Surface:
+    """The surface `agent` answers on: its own, else the policy's."""
+    return agent.surface or policy.surface
+
+
+def agent_model(agent: Agent, surface: Surface) -> str:
+    """The model `agent` runs on `surface`: its own, else the surface's default."""
+    return agent.model or DEFAULT_MODELS[surface]
