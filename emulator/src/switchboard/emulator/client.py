@@ -6,7 +6,7 @@ import asyncio
 import time
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 import httpx
 import msgspec
@@ -55,7 +55,7 @@ class EmulatorClient:
         *,
         sip_headers: Sequence[SipHeaderLike] | None = None,
         script: str | None = None,
-        surface: str = "realtime",
+        surface: Literal["realtime", "live", "both"] = "realtime",
     ) -> str:
         """Place a call (the emulator sends its webhook) on `surface` (realtime, live or both); returns its id.
 
