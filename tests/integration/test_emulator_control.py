@@ -36,6 +36,29 @@ async def test_place_and_get_a_call(
     assert [r.call_id for r in await client.list_calls()] == [call_id]
 
 
+async def test_place_a_live_call(
+    wired_emulator: Emulator, webhook_receiver: WebhookReceiver, client: EmulatorClient
+) -> None:
+    """surface=live places a Live session (live_ id, live.transport.incoming); its record says so."""
+    session_id = await client.place_call("+14155550100", "+18005551212", script="hold", surface="live")
+    assert session_id.startswith("live_")
+    await eventually(lambda: webhook_receiver.received)
+    assert webhook_receiver.received[0].event["type"] == "live.transport.incoming"
+    record = await client.get_call(session_id)
+    assert (record.surface, record.twin_id) == ("live", None)
+
+
+async def test_place_a_call_on_both_surfaces(wired_emulator: Emulator) -> None:
+    """surface=both answers the Realtime id and the Live twin's id; each record names the other."""
+    async with httpx.AsyncClient(base_url=wired_emulator.url, timeout=5.0) as http:
+        body = {"from": "+14155550100", "to": "+18005551212", "surface": "both"}
+        placed = (await http.post("/_emulator/calls", json=body)).json()
+        refused = await http.post("/_emulator/calls", json={**body, "surface": "sms"})
+    assert placed["call_id"].startswith("rtc_") and placed["twin_id"].startswith("live_")
+    assert wired_emulator.calls[placed["twin_id"]].twin_id == placed["call_id"]
+    assert refused.status_code == 400
+
+
 async def test_record_json_uses_from_and_to(wired_emulator: Emulator) -> None:
     """The record's JSON names the numbers "from" and "to", like the place-call body."""
     call_id = wired_emulator.place_call("+14155550100", "+18005551212", script="hold")

@@ -14,8 +14,11 @@ from typing import Any, Literal
 
 import msgspec
 
+Surface = Literal["realtime", "live"]
+"""Which of OpenAI's two SIP surfaces offered the call: Realtime (``rtc_…`` calls) or Live (``live_…`` sessions)."""
 CallState = Literal["ringing", "accepted", "rejected", "referred", "ended"]
-EndReason = Literal["caller_hangup", "hangup", "referred", "rejected", "caller_abandoned"]
+EndReason = Literal["caller_hangup", "hangup", "referred", "rejected", "caller_abandoned", "answered_elsewhere"]
+"""``answered_elsewhere``: a call rung on both surfaces was accepted on the other one (its twin)."""
 Authorization = Literal["valid", "invalid", "missing"]
 """A presented bearer key, redacted to whether it matched."""
 
@@ -47,7 +50,7 @@ def sip_header(value: SipHeaderLike) -> SipHeader:
 
 
 class WebhookDelivery(msgspec.Struct, kw_only=True):
-    """One delivery attempt of the call's ``realtime.call.incoming`` webhook."""
+    """One delivery attempt of the call's incoming webhook (``realtime.call.incoming``/``live.transport.incoming``)."""
 
     attempt: int
     webhook_id: str
@@ -58,7 +61,7 @@ class WebhookDelivery(msgspec.Struct, kw_only=True):
 
 
 class RestRequest(msgspec.Struct, kw_only=True):
-    """One REST request about this call (``accept``, ``reject``, ``refer``, ``hangup``)."""
+    """One REST request about this call (``accept``, ``reject``, ``refer``, ``hangup``), on its surface."""
 
     op: str
     at: float
@@ -83,13 +86,21 @@ class SidebandConnection(msgspec.Struct, kw_only=True):
 
 
 class CallRecord(msgspec.Struct, kw_only=True):
-    """Everything observable about one emulated call."""
+    """Everything observable about one emulated call, on one surface.
+
+    A SIP call rung on both surfaces has two records, one per surface, each with its own id, sharing
+    the SIP headers and naming each other in `twin_id`.
+    """
 
     call_id: str
+    """The surface's id: the Realtime ``call_id`` (``rtc_…``) or the Live ``session_id`` (``live_…``)."""
     from_number: str = msgspec.field(name="from")
     to_number: str = msgspec.field(name="to")
     sip_headers: list[SipHeader]
     script: str
+    surface: Surface = "realtime"
+    twin_id: str | None = None
+    """The other surface's id of the same SIP call, when it was rung on both."""
     state: CallState = "ringing"
     end_reason: EndReason | None = None
     status_code: int | None = None
@@ -97,7 +108,7 @@ class CallRecord(msgspec.Struct, kw_only=True):
     target_uri: str | None = None
     """Where a refer sent the caller."""
     accept_body: Any = None
-    """The accept request's JSON exactly as received."""
+    """The accept request's JSON exactly as received (on Live, the whole ``{"session": …}``)."""
     webhook_event_id: str | None = None
     webhook_deliveries: list[WebhookDelivery] = msgspec.field(default_factory=list)
     rest_requests: list[RestRequest] = msgspec.field(default_factory=list)

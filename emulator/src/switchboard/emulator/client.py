@@ -6,7 +6,7 @@ import asyncio
 import time
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 import httpx
 import msgspec
@@ -55,8 +55,12 @@ class EmulatorClient:
         *,
         sip_headers: Sequence[SipHeaderLike] | None = None,
         script: str | None = None,
+        surface: Literal["realtime", "live", "both"] = "realtime",
     ) -> str:
-        """Place a call (the emulator sends its webhook); returns the call id."""
+        """Place a call (the emulator sends its webhook) on `surface` (realtime, live or both); returns its id.
+
+        For ``both`` that is the Realtime id; the record's ``twin_id`` names the Live one.
+        """
         try:
             headers = [sip_header(h) for h in sip_headers or ()]
         except ValueError as exc:
@@ -68,6 +72,8 @@ class EmulatorClient:
         }
         if script is not None:
             body["script"] = script
+        if surface != "realtime":
+            body["surface"] = surface
         response = await self._request("POST", "/calls", body)
         return str(response.json()["call_id"])
 

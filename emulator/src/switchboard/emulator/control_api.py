@@ -1,7 +1,8 @@
 """The emulator's own HTTP API under ``/_emulator``, for `switchboard call`, demos and out-of-process tests.
 
-    POST   /_emulator/calls                      {"from", "to", "sip_headers"?: [{"name", "value"}], "script"?}
-                                                  → 201 {"call_id"}
+    POST   /_emulator/calls                      {"from", "to", "sip_headers"?: [{"name", "value"}], "script"?,
+                                                   "surface"?: "realtime" | "live" | "both"}
+                                                  → 201 {"call_id", "twin_id"} (twin_id: the Live id for "both")
     GET    /_emulator/calls                      → [CallRecord, …] (oldest first)
     GET    /_emulator/calls/{id}                 → CallRecord
     POST   /_emulator/calls/{id}/hangup          the caller hangs up now → the record
@@ -16,7 +17,7 @@ now, e.g. no webhook_url configured). No authentication: it listens on loopback,
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import msgspec
 from aiohttp import web
@@ -38,6 +39,7 @@ class PlaceCall(msgspec.Struct, forbid_unknown_fields=True):
     to_number: str = msgspec.field(name="to")
     sip_headers: list[SipHeader] = msgspec.field(default_factory=list)
     script: str | None = None
+    surface: Literal["realtime", "live", "both"] = "realtime"
 
 
 class AddFault(msgspec.Struct, forbid_unknown_fields=True):
@@ -99,11 +101,11 @@ class ControlApi:
             return _error(400, f"unknown script {body.script!r}; known: {', '.join(sorted(SCRIPTS))}")
         try:
             call_id = self._emulator.place_call(
-                body.from_number, body.to_number, sip_headers=body.sip_headers, script=body.script
+                body.from_number, body.to_number, sip_headers=body.sip_headers, script=body.script, surface=body.surface
             )
         except EmulatorError as exc:
             return _error(409, str(exc))
-        return _json({"call_id": call_id}, status=201)
+        return _json({"call_id": call_id, "twin_id": self._emulator.twin(call_id)}, status=201)
 
     async def _list(self, request: web.Request) -> web.Response:
         return _json(sorted(self._emulator.calls.values(), key=lambda record: record.created_at))

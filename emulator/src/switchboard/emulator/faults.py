@@ -1,6 +1,8 @@
 """Fault injection: make the next N operations of a kind fail, stall or misbehave.
 
-A fault is consumed by the operation it matches (optionally only for one call), `times` times:
+A fault is consumed by the operation it matches (optionally only for one call), `times` times. The
+operations are the same on both surfaces (a Live accept consumes an ``accept`` fault, a Live attach a
+``sideband_connect`` one); `call_id` may be a Realtime call id or a Live session id.
 
 - ``accept`` / ``reject`` / ``refer`` / ``hangup``: wait `delay_s`, then, if `status` is set, answer
   that status with an OpenAI-shaped error (`code` if given) and leave the call untouched; with no

@@ -18,3 +18,8 @@ def new_id(prefix: str, nbytes: int = 12) -> str:
 def new_call_id() -> str:
     """A call id as OpenAI issues them for SIP calls: ``rtc_`` and 32 hex digits."""
     return new_id("rtc", 16)
+
+
+def new_session_id() -> str:
+    """A Live session id as OpenAI issues them for SIP calls: ``live_`` and 32 hex digits."""
+    return new_id("live", 16)

@@ -1,9 +1,16 @@
-"""The emulated OpenAI surface: REST call control under ``/v1/realtime/calls`` and the sideband WebSocket.
+"""The emulated OpenAI API: REST call control and the sideband WebSocket, on both SIP surfaces.
 
-Faithful to what OpenAI answers (see the reference doc and the openai SDK): bearer auth first (401
-``invalid_api_key``, never echoing the key), then injected faults, then the call (404
-``call_id_not_found`` when unknown or over), then the body (400 with ``param``). Success is 200 ``{}``
-(the SDK discards the body). Every request about a known call is recorded on it.
+    Realtime   POST /v1/realtime/calls/{call_id}/accept|reject|refer|hangup    GET /v1/realtime?call_id=…
+    Live       POST /v1/live/sessions/{session_id}/accept|reject|refer|hangup  GET /v1/live/sessions/{id}/attach
+
+Faithful to what OpenAI answers (see the reference docs and the openai SDK): bearer auth first (401
+``invalid_api_key``, never echoing the key), then injected faults (the same fault ops on both surfaces),
+then the call (404 ``call_id_not_found`` when unknown on that surface or over; 409
+``call_already_handled`` when it was answered on the other surface), then the body (400 with ``param``).
+Success is 200 ``{}`` (the SDK discards the body). Every request about a known call is recorded on it.
+The bodies differ by surface: Realtime's accept is the flat session with ``type: "realtime"`` and its
+reject's ``status_code`` is optional (603, 400-699); Live's accept is ``{"session": {"type": "live",
+"model", …}}`` and its reject's ``status_code`` is required (300-699). Refer and hangup are shared.
 """
 
 from __future__ import annotations
@@ -19,10 +26,11 @@ import structlog
 from aiohttp import web
 
 from switchboard.emulator import errors
-from switchboard.emulator.calls import Authorization, RestRequest, SidebandConnection
+from switchboard.emulator.calls import Authorization, RestRequest, SidebandConnection, Surface
 from switchboard.emulator.errors import ApiError
 from switchboard.emulator.faults import CARRIER_SILENT, Fault, FaultOp
 from switchboard.emulator.live import LiveCall
+from switchboard.emulator.live_config import check_status_code, session_resource, validate_accept
 from switchboard.emulator.ports import OpenAIPort
 from switchboard.emulator.session_config import DEFAULT_MODEL, session_from_accept, validate_session
 from switchboard.shared.sip import target_uri_problem
@@ -50,8 +58,10 @@ class OpenAIApi:
         self._expected = f"Bearer {emulator.config.api_key}".encode()
 
     def register(self, app: web.Application) -> None:
-        app.router.add_post("/v1/realtime/calls/{call_id}/{op}", self._rest)
-        app.router.add_get("/v1/realtime", self._sideband)
+        app.router.add_post("/v1/realtime/calls/{call_id}/{op}", self._realtime_rest)
+        app.router.add_post("/v1/live/sessions/{call_id}/{op}", self._live_rest)
+        app.router.add_get("/v1/realtime", self._realtime_sideband)
+        app.router.add_get("/v1/live/sessions/{call_id}/attach", self._live_sideband)
         app.router.add_get("/v1/models", self._models)
 
     @staticmethod
@@ -94,7 +104,18 @@ class OpenAIApi:
         model = {"id": DEFAULT_MODEL, "object": "model", "created": 0, "owned_by": "system"}
         return web.json_response({"object": "list", "data": [model]})
 
-    async def _rest(self, request: web.Request) -> web.Response:
+    def _call(self, call_id: str, surface: Surface) -> LiveCall | None:
+        """The call with this id on this surface (a Live id is unknown to Realtime, and the other way round)."""
+        call = self._emulator.live(call_id)
+        return call if call is not None and call.record.surface == surface else None
+
+    async def _realtime_rest(self, request: web.Request) -> web.Response:
+        return await self._rest(request, "realtime")
+
+    async def _live_rest(self, request: web.Request) -> web.Response:
+        return await self._rest(request, "live")
+
+    async def _rest(self, request: web.Request, surface: Surface) -> web.Response:
         call_id = request.match_info["call_id"]
         op = request.match_info["op"]
         if op not in _OPS:
@@ -107,11 +128,13 @@ class OpenAIApi:
         except ValueError:
             body, parse_error = text, True
         authorization = self._authorization(request)
-        call = self._emulator.live(call_id)
+        call = self._call(call_id, surface)
         try:
             if authorization != "valid":
                 raise errors.invalid_api_key()
             fault = await self._fault(_OPS[op], call_id)
+            if call is not None and call.record.end_reason == "answered_elsewhere":
+                raise errors.call_already_handled(call_id, "answered on the other surface")
             if call is None or call.record.ended:
                 raise errors.call_not_found(call_id)
             if parse_error:
@@ -121,7 +144,11 @@ class OpenAIApi:
                     "your HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent was "
                     "not valid JSON.)",
                 )
-            handler = {"accept": self._accept, "reject": self._reject, "refer": self._refer, "hangup": self._hangup}
+            if surface == "live":
+                handler = {"accept": self._live_accept, "reject": self._live_reject}
+            else:
+                handler = {"accept": self._accept, "reject": self._reject}
+            handler |= {"refer": self._refer, "hangup": self._hangup}
             if op == "refer" and fault is not None and fault.code == CARRIER_SILENT:
                 # OpenAI relayed the REFER (200) but the carrier never completes it: the call goes on.
                 call.record.target_uri = body.get("target_uri") if isinstance(body, dict) else None
@@ -149,6 +176,17 @@ class OpenAIApi:
         validate_session(body)
         self._require_ringing(call)
         self._emulator.answer(call, body, session_from_accept(body))
+
+    async def _live_accept(self, call: LiveCall, body: Any) -> None:
+        validate_accept(body)
+        self._require_ringing(call)
+        self._emulator.answer(call, body, session_resource(call.record.call_id, body["session"]))
+
+    async def _live_reject(self, call: LiveCall, body: Any) -> None:
+        status_code = check_status_code(body)
+        self._require_ringing(call)
+        call.record.status_code = status_code
+        self._emulator.end_call(call, "rejected", "rejected")
 
     async def _reject(self, call: LiveCall, body: Any) -> None:
         body = {} if body is None else body
@@ -196,9 +234,14 @@ class OpenAIApi:
 
     # Sideband.
 
-    async def _sideband(self, request: web.Request) -> web.StreamResponse:
-        call_id = request.query.get("call_id", "")
-        call = self._emulator.live(call_id)
+    async def _realtime_sideband(self, request: web.Request) -> web.StreamResponse:
+        return await self._sideband(request, request.query.get("call_id", ""), "realtime")
+
+    async def _live_sideband(self, request: web.Request) -> web.StreamResponse:
+        return await self._sideband(request, request.match_info["call_id"], "live")
+
+    async def _sideband(self, request: web.Request, call_id: str, surface: Surface) -> web.StreamResponse:
+        call = self._call(call_id, surface)
         authorization = self._authorization(request)
         connection: SidebandConnection | None = None
         if call is not None:
@@ -212,18 +255,25 @@ class OpenAIApi:
                 raise ApiError(
                     400, "Missing required parameter: 'call_id'.", code="missing_required_parameter", param="call_id"
                 )
+            if request.query.get("graceful_close", "true") not in ("true", "false"):
+                raise ApiError(
+                    400,
+                    "Invalid value for 'graceful_close': expected 'true' or 'false'.",
+                    code="invalid_value",
+                    param="graceful_close",
+                )
             await self._fault("sideband_connect", call_id)
             if call is None or call.record.ended:
                 raise errors.call_not_found(call_id)
-            if call.realtime is None:
+            if call.session is None:
                 raise errors.invalid_call_state(call_id, call.record.state, "accepted")
         except ApiError as exc:
             if connection is not None:
                 connection.status = exc.status
             log.info("sideband_refused", call_id=call_id, status=exc.status, code=exc.code)
             return _json_error(exc)
-        assert connection is not None and call.realtime is not None
-        realtime = call.realtime
+        assert connection is not None and call.session is not None
+        realtime = call.session
         ws = web.WebSocketResponse(
             timeout=WS_CLOSE_TIMEOUT_S, heartbeat=None, max_msg_size=WS_MAX_MESSAGE_BYTES, compress=False
         )

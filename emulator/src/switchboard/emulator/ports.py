@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from switchboard.emulator.calls import CallRecord, CallState, EndReason, SipHeaderLike
 from switchboard.emulator.config import EmulatorConfig
@@ -31,7 +31,7 @@ class OpenAIPort(Protocol):
         ...
 
     def answer(self, call: LiveCall, body: dict[str, Any], session: dict[str, Any]) -> None:
-        """The call was accepted with `body`: it stops ringing and gets its Realtime session."""
+        """The call was accepted with `body`: it stops ringing and gets its model session (either surface)."""
         ...
 
     def end_call(self, call: LiveCall, state: CallState, reason: EndReason, *, close_delay_s: float = 0.0) -> bool:
@@ -59,8 +59,13 @@ class ControlPort(Protocol):
         *,
         sip_headers: Sequence[SipHeaderLike] | None = None,
         script: str | Script | None = None,
+        surface: Literal["realtime", "live", "both"] = "realtime",
     ) -> str:
         """Start a call ringing; returns its id, or raises `EmulatorError`."""
+        ...
+
+    def twin(self, call_id: str) -> str | None:
+        """The other surface's id of a call rung on both surfaces."""
         ...
 
     async def caller_hangup(self, call_id: str) -> CallRecord:

@@ -1,11 +1,9 @@
 """The model side of one accepted call: its Realtime session, conversation, responses and sidebands.
 
-A `RealtimeSession` is what a sideband WebSocket talks to. Every attached sideband first gets its own
-``session.created``; after that, server events go to all open sidebands of the call (so a worker that
-re-attaches for failover sees what happens next, not what it missed). Client events from any sideband
-are recorded and answered like the API does, errors as an ``error`` event to the sender only, never a
-crash. Audio never flows here (it stays on the SIP leg): the caller's speech and the model's voice
-appear only as events and transcripts.
+A `RealtimeSession` is what a Realtime sideband WebSocket talks to (the sidebands themselves, recording
+and dispatch of client events are `sidebands.SidebandHub`'s). Every attached sideband first gets its
+own ``session.created``; client events are answered like the API does. Audio never flows here (it
+stays on the SIP leg): the caller's speech and the model's voice appear only as events and transcripts.
 
 Responses run one at a time, as in the API: a client ``response.create`` while one is active gets the
 ``conversation_already_has_active_response`` error; responses the model starts by itself (server VAD at
@@ -18,16 +16,14 @@ import asyncio
 import json
 import re
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-import msgspec
 import structlog
-from aiohttp import web
 
 from switchboard.emulator import responses as ev
-from switchboard.emulator.calls import CallRecord, SidebandConnection
+from switchboard.emulator.calls import CallRecord
 from switchboard.emulator.errors import ApiError
 from switchboard.emulator.ids import new_id
 from switchboard.emulator.session_config import (
@@ -37,6 +33,7 @@ from switchboard.emulator.session_config import (
     validate_response_params,
     validate_session,
 )
+from switchboard.emulator.sidebands import Sideband, SidebandHub
 
 log = structlog.get_logger(__name__)
 
@@ -52,10 +49,6 @@ VAD_SILENCE_S = 0.2
 TRANSCRIPTION_S = 0.1
 _SYNTHETIC_MS_PER_WORD = 350
 """Audio time a spoken word takes, for ``audio_start_ms``/``audio_end_ms`` (independent of pace)."""
-
-SEND_TIMEOUT_S = 5.0
-_SMALL_FRAME = 16 * 1024
-CLOSE_TIMEOUT_S = 2.0
 
 GREETING = "Hello! Thanks for calling. How can I help you today?"
 CANNED_REPLY = "Certainly. Is there anything else I can help you with?"
@@ -97,34 +90,12 @@ def text_about_output(output: str) -> str:
 
 
 @dataclass
-class Sideband:
-    """One open sideband WebSocket of a call."""
-
-    ws: web.WebSocketResponse
-    transport: Any
-    """The TCP transport, to abort the connection abnormally (no close frame: the client sees 1006)."""
-    connection: SidebandConnection
-    closing: bool = False
-
-
-def _cannot_block(sideband: Sideband, text: str) -> bool:
-    """True when sending `text` completes without waiting, so it needs no timeout.
-
-    A send waits only while the transport is paused, i.e. holds more than its high-water mark (64 KiB)
-    of unsent data. With nothing queued and a frame well under that mark it cannot pause, so the timer
-    of a timeout (a sixth of the emulator's CPU with a thousand talking calls) is skipped.
-    """
-    transport = sideband.transport
-    return transport is not None and transport.get_write_buffer_size() == 0 and len(text) < _SMALL_FRAME
-
-
-@dataclass
 class _Active:
     builder: ev.ResponseBuilder
     cancelled: bool = False
 
 
-class RealtimeSession:
+class RealtimeSession(SidebandHub):
     """The Realtime session of one accepted call (see the module docstring)."""
 
     def __init__(
@@ -135,22 +106,14 @@ class RealtimeSession:
         pace: float,
         spawn: Callable[[Coroutine[Any, Any, Any], str], asyncio.Task[Any]],
     ) -> None:
-        self.record = record
+        super().__init__(record=record, pace=pace, spawn=spawn)
         self.session = session
-        self.pace = pace
-        self._spawn = spawn
-        self._log = log.bind(call_id=record.call_id)
         self.conversation_id = new_id("conv")
         self.items: dict[str, dict[str, Any]] = {}
-        self.sidebands: list[Sideband] = []
-        self._send_lock = asyncio.Lock()
-        self._changed = asyncio.Condition()
         self._active: _Active | None = None
-        self.responses_started = 0
-        self.function_outputs: dict[str, str] = {}
         self._started = time.monotonic()
         self._audio_ms = 0
-        self._handlers: dict[str, Callable[[dict[str, Any], Sideband], Awaitable[None]]] = {
+        self._handlers = {
             "session.update": self._on_session_update,
             "response.create": self._on_response_create,
             "response.cancel": self._on_response_cancel,
@@ -164,122 +127,21 @@ class RealtimeSession:
             "output_audio_buffer.clear": self._on_output_audio_clear,
         }
 
-    # Sidebands and sending.
+    # What this surface says.
+
+    def hello(self) -> dict[str, Any]:
+        return ev.session_created(self.session)
+
+    def error_event(self, exc: ApiError, client_event_id: str | None) -> dict[str, Any]:
+        return ev.error(exc.message, code=exc.code, param=exc.param, client_event_id=client_event_id, type_=exc.type)
+
+    @property
+    def busy(self) -> bool:
+        return self._active is not None
 
     @property
     def last_item_id(self) -> str | None:
         return next(reversed(self.items), None)
-
-    async def sleep(self, seconds_at_pace_1: float) -> None:
-        """A scripted delay; at pace 0 it still yields so other tasks interleave."""
-        await asyncio.sleep(seconds_at_pace_1 * self.pace)
-
-    async def _send(self, sideband: Sideband, text: str) -> bool:
-        if sideband.closing or sideband.ws.closed:
-            return False
-        try:
-            if _cannot_block(sideband, text):
-                await sideband.ws.send_str(text)
-            else:
-                async with asyncio.timeout(SEND_TIMEOUT_S):
-                    await sideband.ws.send_str(text)
-        except (ConnectionError, RuntimeError, TimeoutError) as exc:
-            self._log.info("sideband_send_failed", error=repr(exc), index=sideband.connection.index)
-            return False
-        return True
-
-    async def attach(self, ws: web.WebSocketResponse, transport: Any, connection: SidebandConnection) -> Sideband:
-        """Add a sideband: it gets its own ``session.created``, then every later event of the call."""
-        sideband = Sideband(ws, transport, connection)
-        async with self._send_lock:
-            text = json.dumps(ev.session_created(self.session))
-            sent_at = time.time()
-            if await self._send(sideband, text):
-                self.record.server_events.append(json.loads(text))
-                self.record.server_event_times.append(sent_at)
-            self.sidebands.append(sideband)
-        return sideband
-
-    def detach(self, sideband: Sideband) -> None:
-        """Forget a sideband whose connection ended, recording how it closed."""
-        if sideband in self.sidebands:
-            self.sidebands.remove(sideband)
-        conn = sideband.connection
-        if conn.closed_at is None:
-            conn.closed_at = time.time()
-            conn.close_code = sideband.ws.close_code if sideband.ws.close_code is not None else 1006
-
-    async def emit(self, event: dict[str, Any], *, only: Sideband | None = None) -> None:
-        """Send a server event to every open sideband (or just `only`); record it if anyone got it.
-
-        The event is serialised once, here: what is recorded is exactly what was sent, whatever happens
-        to the dicts it was built from afterwards.
-        """
-        encoded = msgspec.json.encode(event)
-        text = encoded.decode()
-        async with self._send_lock:
-            targets = [only] if only is not None else list(self.sidebands)
-            delivered = False
-            sent_at = time.time()
-            for sideband in targets:
-                delivered = await self._send(sideband, text) or delivered
-            if delivered:
-                self.record.server_events.append(msgspec.json.decode(encoded))
-                self.record.server_event_times.append(sent_at)
-            else:
-                self._log.debug("server_event_unheard", type=event["type"])
-
-    async def emit_all(self, events: list[dict[str, Any]]) -> None:
-        for event in events:
-            await self.emit(event)
-
-    async def close(self, code: int = 1000) -> None:
-        """Close every sideband with `code` (1000 when the call is over; others to simulate failures)."""
-        closing = list(self.sidebands)
-        for sideband in closing:
-            sideband.closing = True
-            sideband.connection.closed_at = time.time()
-            sideband.connection.close_code = code
-        results = await asyncio.gather(
-            *(asyncio.wait_for(s.ws.close(code=code), CLOSE_TIMEOUT_S + 1) for s in closing), return_exceptions=True
-        )
-        for sideband, result in zip(closing, results, strict=True):
-            if isinstance(result, BaseException):
-                sideband.transport.abort()
-        self.sidebands.clear()
-
-    def abort(self) -> int:
-        """Drop every sideband abnormally (no close frame: clients see 1006); the call itself goes on."""
-        dropped = list(self.sidebands)
-        for sideband in dropped:
-            sideband.closing = True
-            sideband.connection.closed_at = time.time()
-            sideband.connection.close_code = 1006
-            if sideband.transport is not None:
-                sideband.transport.abort()
-        self.sidebands.clear()
-        return len(dropped)
-
-    # Waiting (for the scripted caller).
-
-    async def _notify(self) -> None:
-        async with self._changed:
-            self._changed.notify_all()
-
-    async def wait_until(self, predicate: Callable[[], bool], timeout_s: float) -> bool:
-        """Wait until `predicate()` holds (re-checked on every state change); False on timeout."""
-        try:
-            async with asyncio.timeout(timeout_s):
-                async with self._changed:
-                    await self._changed.wait_for(predicate)
-        except TimeoutError:
-            return False
-        return True
-
-    async def wait_idle(self) -> None:
-        """Wait until no response is in progress."""
-        async with self._changed:
-            await self._changed.wait_for(lambda: self._active is None)
 
     # Responses.
 
@@ -303,7 +165,7 @@ class RealtimeSession:
             self.items[str(item["id"])] = item
         if self._active is active:
             self._active = None
-        await self._notify()
+        await self.notify()
 
     def _builder(self, params: dict[str, Any] | None = None) -> ev.ResponseBuilder:
         params = params or {}
@@ -394,51 +256,13 @@ class RealtimeSession:
             await self.emit(ev.transcription_delta(item_id, delta))
         await self.emit(ev.transcription_completed(item_id, text))
         item["content"][0]["transcript"] = text
-        await self._notify()
+        await self.notify()
         return item_id
 
     async def dtmf(self, digit: str) -> None:
         await self.emit(ev.dtmf_received(digit))
 
     # Client events.
-
-    async def on_client_text(self, text: str, sideband: Sideband) -> None:
-        """Record and answer one client event; anything invalid becomes an ``error`` event."""
-        self.record.client_event_times.append(time.time())
-        try:
-            event = json.loads(text)
-        except ValueError:
-            self.record.client_events.append(text)
-            await self._error(sideband, ApiError(400, "The event is not valid JSON.", code="invalid_json"), None)
-            return
-        self.record.client_events.append(event)
-        client_event_id = event.get("event_id") if isinstance(event, dict) else None
-        try:
-            if not isinstance(event, dict):
-                raise ApiError(400, "Invalid event: expected a JSON object.", code="invalid_type")
-            kind = event.get("type")
-            if not isinstance(kind, str):
-                raise ApiError(
-                    400, "Missing required parameter: 'type'.", code="missing_required_parameter", param="type"
-                )
-            handler = self._handlers.get(kind)
-            if handler is None:
-                raise ApiError(
-                    400,
-                    f"Invalid value: '{kind}'. Supported values are: {', '.join(sorted(self._handlers))}.",
-                    code="invalid_value",
-                    param="type",
-                )
-            await handler(event, sideband)
-        except ApiError as exc:
-            await self._error(sideband, exc, client_event_id if isinstance(client_event_id, str) else None)
-
-    async def _error(self, sideband: Sideband, exc: ApiError, client_event_id: str | None) -> None:
-        self._log.info("client_event_refused", code=exc.code, param=exc.param)
-        await self.emit(
-            ev.error(exc.message, code=exc.code, param=exc.param, client_event_id=client_event_id, type_=exc.type),
-            only=sideband,
-        )
 
     async def _on_session_update(self, event: dict[str, Any], sideband: Sideband) -> None:
         if "session" not in event:
@@ -471,7 +295,7 @@ class RealtimeSession:
                 "Wait until the response is finished before creating a new one.",
                 code="conversation_already_has_active_response",
             )
-        await self._notify()
+        await self.notify()
         self._spawn(self._run_spoken(active, self._spoken_text(params)), "response")
 
     async def _on_response_cancel(self, event: dict[str, Any], sideband: Sideband) -> None:
@@ -531,7 +355,7 @@ class RealtimeSession:
             self.function_outputs[str(item["call_id"])] = str(item["output"])
         await self.emit(ev.item_added(stored, previous))
         await self.emit(ev.item_done(stored, previous))
-        await self._notify()
+        await self.notify()
 
     def _known_item(self, event: dict[str, Any]) -> dict[str, Any]:
         item_id = event.get("item_id")

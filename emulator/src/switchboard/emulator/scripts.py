@@ -12,6 +12,12 @@ finished (or after a bounded wait if the agent never greets):
   model speaks about the output.
 - `Hangup()`: the caller hangs up: the sideband closes with 1000 and the call ends ``caller_hangup``.
 
+On Live the same steps play out in Live's vocabulary: speech arrives as reflected audio and
+``session.input_transcript.delta``, the model answers with ``session.output_transcript.delta`` and audio,
+a keypress is ``transport.dtmf.received``, a tool call goes through a ``responses`` delegation
+(``session.delegation.created`` and ``response.event``; the client answers with ``response.item.create``
+and ``response.create``), and a hangup sends ``session.closed`` (``remote_hangup``) before the close.
+
 Pure data; `caller.run_script` performs them. Scripts in `SCRIPTS` can be named over the control API.
 """
 

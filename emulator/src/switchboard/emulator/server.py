@@ -1,9 +1,16 @@
-"""The OpenAI Realtime-over-SIP emulator: one aiohttp server on loopback standing in for OpenAI.
+"""The OpenAI SIP emulator: one aiohttp server on loopback standing in for OpenAI, on both SIP surfaces.
 
-It places simulated calls (a signed ``realtime.call.incoming`` webhook, retried), answers the REST calls
-Switchboard makes (``/v1/realtime/calls/{id}/accept|reject|refer|hangup``), serves the sideband WebSocket
-(``/v1/realtime?call_id=…``) with a scripted caller and a canned model, and exposes a control API under
-``/_emulator`` for other processes. Tests drive it in-process through `Emulator`; ``switchboard emulator``
+It places simulated calls (a signed ``realtime.call.incoming`` or ``live.transport.incoming`` webhook,
+retried), answers the REST calls Switchboard makes (``/v1/realtime/calls/{id}/…`` and
+``/v1/live/sessions/{id}/accept|reject|refer|hangup``), serves the sidebands (``/v1/realtime?call_id=…``,
+``/v1/live/sessions/{id}/attach``) with a scripted caller and a canned model, and exposes a control API
+under ``/_emulator`` for other processes.
+
+A call rung on both surfaces (``surface="both"``) is one SIP call with two ids and two records, twins
+sharing the SIP headers (one ``Call-ID``). The first successful accept on either selects its surface:
+the twin then ends ``answered_elsewhere`` and its accept, reject and refer answer 409
+``call_already_handled`` (the emulator's choice; the SDK leaves it open). A reject, refer or the caller
+giving up while both ring ends both. Tests drive it in-process through `Emulator`; ``switchboard emulator``
 runs it through `serve`.
 
 Lifecycle: `start()` binds and starts serving; `shutdown()` (idempotent) closes every sideband, cancels
@@ -17,20 +24,29 @@ import asyncio
 import socket
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 import structlog
 from aiohttp import web
 
 from switchboard.emulator.caller import run_script
-from switchboard.emulator.calls import CallRecord, CallState, EndReason, SipHeader, SipHeaderLike, sip_header
+from switchboard.emulator.calls import (
+    CallRecord,
+    CallState,
+    EndReason,
+    SipHeader,
+    SipHeaderLike,
+    Surface,
+    sip_header,
+)
 from switchboard.emulator.config import EmulatorConfig
 from switchboard.emulator.control_api import ControlApi
 from switchboard.emulator.errors import EmulatorError
 from switchboard.emulator.faults import Faults
-from switchboard.emulator.ids import new_call_id
+from switchboard.emulator.ids import new_call_id, new_session_id
 from switchboard.emulator.live import LiveCall
+from switchboard.emulator.live_session import LiveSession
 from switchboard.emulator.openai_api import OpenAIApi
 from switchboard.emulator.realtime import RealtimeSession
 from switchboard.emulator.scripts import Script, resolve
@@ -38,6 +54,8 @@ from switchboard.emulator.tasks import TaskSet
 from switchboard.emulator.webhook_sender import WebhookSender, invite_headers
 
 log = structlog.get_logger(__name__)
+
+PlaceSurface = Literal["realtime", "live", "both"]
 
 SHUTDOWN_TIMEOUT_S = 3.0
 SIDEBAND_WAIT_S = 10.0
@@ -54,6 +72,7 @@ class Emulator:
         self.calls: dict[str, CallRecord] = {}
         self.faults = Faults()
         self._live: dict[str, LiveCall] = {}
+        self._twins: dict[str, str] = {}
         self._tasks = TaskSet("emulator")
         self._runner: web.AppRunner | None = None
         self._http: aiohttp.ClientSession | None = None
@@ -116,8 +135,8 @@ class Emulator:
     async def _do_shutdown(self) -> None:
         for call in self._live.values():
             call.tasks.cancel()
-            if call.realtime is not None:
-                await call.realtime.close(1001)
+            if call.session is not None:
+                await call.session.close(1001)
         for call in self._live.values():
             await call.tasks.cancel_and_wait(SHUTDOWN_TIMEOUT_S)
         await self._tasks.cancel_and_wait(SHUTDOWN_TIMEOUT_S)
@@ -136,12 +155,15 @@ class Emulator:
         *,
         sip_headers: Sequence[SipHeaderLike] | None = None,
         script: str | Script | None = None,
+        surface: PlaceSurface = "realtime",
     ) -> str:
         """Start a call ringing: send its signed webhook (with retries) and start the ring timer.
 
-        Extra `sip_headers` follow From, To and Call-ID in the webhook. Returns the new call id
-        (``rtc_<hex32>``). Raises `EmulatorError` when no webhook_url is configured, the emulator is not
-        running, or the script or a header is invalid.
+        Extra `sip_headers` follow From, To and Call-ID in the webhook. `surface` says which webhook:
+        ``realtime`` (id ``rtc_<hex32>``), ``live`` (``live_<hex32>``) or ``both`` (one SIP call, two
+        webhooks with their own ids and the same headers; returns the Realtime id, `twin` gives the
+        other). Raises `EmulatorError` when no webhook_url is configured, the emulator is not running, or
+        the script, a header or the surface is invalid.
         """
         if self.config.webhook_url is None:
             raise EmulatorError("cannot place a call: the emulator has no webhook_url configured")
@@ -149,6 +171,8 @@ class Emulator:
             raise EmulatorError("cannot place a call: the emulator is not running")
         if not from_number or not to_number:
             raise EmulatorError("from_number and to_number are required")
+        if surface not in ("realtime", "live", "both"):
+            raise EmulatorError(f"unknown surface {surface!r}; expected 'realtime', 'live' or 'both'")
         try:
             resolved = resolve(script)
         except KeyError as exc:
@@ -157,24 +181,47 @@ class Emulator:
             extras = [sip_header(h) for h in sip_headers or ()]
         except ValueError as exc:
             raise EmulatorError(str(exc)) from None
-        call_id = new_call_id()
-        record = CallRecord(
-            call_id=call_id,
-            from_number=from_number,
-            to_number=to_number,
-            sip_headers=[SipHeader(n, v) for n, v in invite_headers(from_number, to_number)] + extras,
+        headers = [SipHeader(n, v) for n, v in invite_headers(from_number, to_number)] + extras
+        surfaces: list[Surface] = ["realtime", "live"] if surface == "both" else [surface]
+        ids = [new_call_id() if s == "realtime" else new_session_id() for s in surfaces]
+        for index, (call_surface, call_id) in enumerate(zip(surfaces, ids, strict=True)):
+            twin_id = ids[1 - index] if len(ids) == 2 else None
+            record = CallRecord(
+                call_id=call_id,
+                from_number=from_number,
+                to_number=to_number,
+                sip_headers=list(headers),
+                script=resolved.name,
+                surface=call_surface,
+                twin_id=twin_id,
+            )
+            if twin_id is not None:
+                self._twins[call_id] = twin_id
+            self._ring(LiveCall(record=record, script=resolved, tasks=TaskSet(call_id)))
+        log.info(
+            "call_placed",
+            call_id=ids[0],
+            twin_id=ids[1] if len(ids) == 2 else None,
+            to=to_number,
             script=resolved.name,
+            surface=surface,
         )
-        call = LiveCall(record=record, script=resolved, tasks=TaskSet(call_id))
-        self.calls[call_id] = record
-        self._live[call_id] = call
+        return ids[0]
+
+    def _ring(self, call: LiveCall) -> None:
+        record = call.record
+        assert self._sender is not None
+        self.calls[record.call_id] = record
+        self._live[record.call_id] = call
         sender = self._sender
         call.ringing_tasks = [
             call.tasks.spawn(sender.deliver(record, lambda: record.state == "ringing"), "webhook"),
             call.tasks.spawn(self._ring_timer(call), "ring_timer"),
         ]
-        log.info("call_placed", call_id=call_id, to=to_number, script=resolved.name)
-        return call_id
+
+    def twin(self, call_id: str) -> str | None:
+        """The other surface's id of a call rung on both surfaces (None otherwise)."""
+        return self._twins.get(call_id)
 
     async def _ring_timer(self, call: LiveCall) -> None:
         await asyncio.sleep(self.config.ring_timeout_s)
@@ -196,16 +243,41 @@ class Emulator:
         return call.record
 
     def answer(self, call: LiveCall, body: dict[str, Any], session: dict[str, Any]) -> None:
-        """The call was accepted with `body`: it stops ringing and gets its Realtime session."""
+        """The call was accepted with `body`: it stops ringing and gets its model session on its surface.
+
+        `session` is the Realtime session or the Live `SessionResource` it starts with. A twin still
+        ringing on the other surface ends ``answered_elsewhere``.
+        """
         record = call.record
         record.state = "accepted"
         record.accept_body = body
         record.answered_at = time.time()
         for task in call.ringing_tasks:
             task.cancel()
-        call.realtime = RealtimeSession(record=record, session=session, pace=self.config.pace, spawn=call.tasks.spawn)
+        if record.surface == "live":
+            call.session = LiveSession(
+                record=record,
+                resource=session,
+                pace=self.config.pace,
+                spawn=call.tasks.spawn,
+                close_requested=lambda: self._close_requested(call),
+            )
+        else:
+            call.session = RealtimeSession(
+                record=record, session=session, pace=self.config.pace, spawn=call.tasks.spawn
+            )
         call.tasks.spawn(self._caller_without_sideband(call), "attach_watchdog")
-        log.info("call_accepted", call_id=record.call_id, model=session.get("model"))
+        log.info("call_accepted", call_id=record.call_id, surface=record.surface, model=session.get("model"))
+        if (twin := self._twin_call(call)) is not None:
+            self.end_call(twin, "ended", "answered_elsewhere")
+
+    def _twin_call(self, call: LiveCall) -> LiveCall | None:
+        twin_id = self._twins.get(call.record.call_id)
+        return self._live.get(twin_id) if twin_id is not None else None
+
+    def _close_requested(self, call: LiveCall) -> None:
+        # A Live client's session.close ends the call as a REST hangup does.
+        self.end_call(call, "ended", "hangup")
 
     async def _caller_without_sideband(self, call: LiveCall) -> None:
         # An answered call goes on whether or not anyone watches it: if no sideband attaches in time, the
@@ -217,22 +289,23 @@ class Emulator:
 
     def sideband_attached(self, call: LiveCall) -> None:
         """Start the scripted caller the first time a sideband attaches (or when none came in time)."""
-        if call.caller_started or call.realtime is None or call.record.ended:
+        if call.caller_started or call.session is None or call.record.ended:
             return
         call.caller_started = True
-        realtime = call.realtime
+        model = call.session
 
         async def hang_up() -> None:
             self.end_call(call, "ended", "caller_hangup")
 
-        call.tasks.spawn(run_script(call.script, realtime, hang_up), "caller")
+        call.tasks.spawn(run_script(call.script, model, hang_up), "caller")
 
     def end_call(self, call: LiveCall, state: CallState, reason: EndReason, *, close_delay_s: float = 0.0) -> bool:
         """Move a call to a terminal state and tear it down; False if it was already over.
 
         Its tasks are cancelled (except the one calling, which may be the caller hanging up) and its
-        sidebands closed with 1000 in the background (after `close_delay_s` at pace 1, for a refer), so a
-        REST answer never waits on a client's close handshake.
+        sidebands closed with 1000 in the background (after `close_delay_s` at pace 1, for a refer; a
+        Live sideband gets ``session.closed`` first), so a REST answer never waits on a client's close
+        handshake. A twin still ringing on the other surface ends the same way (one SIP call).
         """
         record = call.record
         if record.ended:
@@ -243,15 +316,14 @@ class Emulator:
         call.tasks.cancel()
         call.ended.set()
         log.info("call_ended", call_id=record.call_id, state=state, end_reason=reason)
-        if call.realtime is not None:
-            self._tasks.spawn(self._close_later(call.realtime, close_delay_s * self.config.pace), "teardown")
+        if call.session is not None:
+            self._tasks.spawn(call.session.finish(reason, close_delay_s * self.config.pace), "teardown")
+        twin = self._twin_call(call)
+        if twin is not None and twin.record.state == "ringing" and reason != "answered_elsewhere":
+            twin.record.status_code = record.status_code
+            twin.record.target_uri = record.target_uri
+            self.end_call(twin, state, reason)
         return True
-
-    @staticmethod
-    async def _close_later(realtime: RealtimeSession, delay_s: float) -> None:
-        if delay_s > 0:
-            await asyncio.sleep(delay_s)
-        await realtime.close(1000)
 
     async def caller_hangup(self, call_id: str) -> CallRecord:
         """The caller hangs up now (ringing or answered)."""
@@ -270,13 +342,13 @@ class Emulator:
         call = self._live.get(call_id)
         if call is None:
             raise EmulatorError(f"unknown call {call_id!r}")
-        if call.realtime is None:
+        if call.session is None:
             return 0
-        log.info("sideband_dropped", call_id=call_id, code=code, count=len(call.realtime.sidebands))
+        log.info("sideband_dropped", call_id=call_id, code=code, count=len(call.session.sidebands))
         if code == 1006:
-            return call.realtime.abort()
-        count = len(call.realtime.sidebands)
-        self._tasks.spawn(call.realtime.close(code), "drop_sideband")
+            return call.session.abort()
+        count = len(call.session.sidebands)
+        self._tasks.spawn(call.session.close(code), "drop_sideband")
         return count
 
 

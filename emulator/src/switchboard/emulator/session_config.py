@@ -70,22 +70,22 @@ DEFAULT_INSTRUCTIONS = (
 _SESSION_TTL_S = 3600
 
 
-def _invalid(param: str, message: str, code: str = "invalid_type") -> ApiError:
+def invalid(param: str, message: str, code: str = "invalid_type") -> ApiError:
     return ApiError(400, message, code=code, param=param)
 
 
-def _check_keys(value: Mapping[str, Any], allowed: frozenset[str], prefix: str) -> None:
+def check_keys(value: Mapping[str, Any], allowed: frozenset[str], prefix: str) -> None:
     for key in value:
         if key not in allowed:
-            raise _invalid(f"{prefix}{key}", f"Unknown parameter: '{prefix}{key}'.", "unknown_parameter")
+            raise invalid(f"{prefix}{key}", f"Unknown parameter: '{prefix}{key}'.", "unknown_parameter")
 
 
-def _expect(value: Any, kind: type | tuple[type, ...], param: str, what: str) -> None:
+def expect(value: Any, kind: type | tuple[type, ...], param: str, what: str) -> None:
     # bool is an int in Python but not in JSON schema.
     if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
-        raise _invalid(param, f"Invalid type for '{param}': expected {what}, but got a boolean instead.")
+        raise invalid(param, f"Invalid type for '{param}': expected {what}, but got a boolean instead.")
     if not isinstance(value, kind):
-        raise _invalid(param, f"Invalid type for '{param}': expected {what}, but got {_json_type(value)} instead.")
+        raise invalid(param, f"Invalid type for '{param}': expected {what}, but got {_json_type(value)} instead.")
 
 
 def _json_type(value: Any) -> str:
@@ -103,10 +103,10 @@ def _json_type(value: Any) -> str:
 
 
 def _check_format(value: Any, param: str) -> None:
-    _expect(value, dict, param, "an object")
+    expect(value, dict, param, "an object")
     kind = value.get("type")
     if kind is not None and kind not in _AUDIO_FORMATS:
-        raise _invalid(
+        raise invalid(
             f"{param}.type",
             f"Invalid value: '{kind}'. Supported values are: {', '.join(sorted(_AUDIO_FORMATS))}.",
             "invalid_value",
@@ -114,61 +114,61 @@ def _check_format(value: Any, param: str) -> None:
 
 
 def _check_audio(audio: Any, prefix: str) -> None:
-    _expect(audio, dict, f"{prefix}audio", "an object")
-    _check_keys(audio, frozenset({"input", "output"}), f"{prefix}audio.")
+    expect(audio, dict, f"{prefix}audio", "an object")
+    check_keys(audio, frozenset({"input", "output"}), f"{prefix}audio.")
     if (audio_in := audio.get("input")) is not None:
         param = f"{prefix}audio.input"
-        _expect(audio_in, dict, param, "an object")
-        _check_keys(audio_in, AUDIO_INPUT_KEYS, f"{param}.")
+        expect(audio_in, dict, param, "an object")
+        check_keys(audio_in, AUDIO_INPUT_KEYS, f"{param}.")
         if audio_in.get("format") is not None:
             _check_format(audio_in["format"], f"{param}.format")
         turn = audio_in.get("turn_detection")
         if turn is not None:
-            _expect(turn, dict, f"{param}.turn_detection", "an object")
+            expect(turn, dict, f"{param}.turn_detection", "an object")
             if turn.get("type") not in _TURN_DETECTION_TYPES:
-                raise _invalid(
+                raise invalid(
                     f"{param}.turn_detection.type",
                     f"Invalid value: '{turn.get('type')}'. Supported values are: 'server_vad' and 'semantic_vad'.",
                     "invalid_value",
                 )
         for key in ("transcription", "noise_reduction"):
             if audio_in.get(key) is not None:
-                _expect(audio_in[key], dict, f"{param}.{key}", "an object")
+                expect(audio_in[key], dict, f"{param}.{key}", "an object")
     if (audio_out := audio.get("output")) is not None:
         param = f"{prefix}audio.output"
-        _expect(audio_out, dict, param, "an object")
-        _check_keys(audio_out, AUDIO_OUTPUT_KEYS, f"{param}.")
+        expect(audio_out, dict, param, "an object")
+        check_keys(audio_out, AUDIO_OUTPUT_KEYS, f"{param}.")
         if audio_out.get("format") is not None:
             _check_format(audio_out["format"], f"{param}.format")
         if (voice := audio_out.get("voice")) is not None and not isinstance(voice, str | dict):
-            raise _invalid(f"{param}.voice", f"Invalid type for '{param}.voice': expected a string.")
+            raise invalid(f"{param}.voice", f"Invalid type for '{param}.voice': expected a string.")
         if (speed := audio_out.get("speed")) is not None:
-            _expect(speed, (int, float), f"{param}.speed", "a number")
+            expect(speed, (int, float), f"{param}.speed", "a number")
 
 
 def _check_tools(tools: Any, prefix: str) -> None:
-    _expect(tools, list, f"{prefix}tools", "an array")
+    expect(tools, list, f"{prefix}tools", "an array")
     for index, tool in enumerate(tools):
         param = f"{prefix}tools[{index}]"
-        _expect(tool, dict, param, "an object")
+        expect(tool, dict, param, "an object")
         kind = tool.get("type")
         if kind == "function":
-            _check_keys(tool, FUNCTION_TOOL_KEYS, f"{param}.")
+            check_keys(tool, FUNCTION_TOOL_KEYS, f"{param}.")
             if not isinstance(tool.get("name"), str) or not tool["name"]:
-                raise _invalid(
+                raise invalid(
                     f"{param}.name", f"Missing required parameter: '{param}.name'.", "missing_required_parameter"
                 )
             if tool.get("parameters") is not None:
-                _expect(tool["parameters"], dict, f"{param}.parameters", "an object")
+                expect(tool["parameters"], dict, f"{param}.parameters", "an object")
         elif kind == "mcp":
             if not isinstance(tool.get("server_label"), str):
-                raise _invalid(
+                raise invalid(
                     f"{param}.server_label",
                     f"Missing required parameter: '{param}.server_label'.",
                     "missing_required_parameter",
                 )
         else:
-            raise _invalid(
+            raise invalid(
                 f"{param}.type",
                 f"Invalid value: '{kind}'. Supported values are: 'function' and 'mcp'.",
                 "invalid_value",
@@ -178,11 +178,11 @@ def _check_tools(tools: Any, prefix: str) -> None:
 def _check_common(body: Mapping[str, Any], prefix: str) -> None:
     """Checks shared by session configs and response configs."""
     if "instructions" in body:
-        _expect(body["instructions"], str, f"{prefix}instructions", "a string")
+        expect(body["instructions"], str, f"{prefix}instructions", "a string")
     if (modalities := body.get("output_modalities")) is not None:
-        _expect(modalities, list, f"{prefix}output_modalities", "an array")
+        expect(modalities, list, f"{prefix}output_modalities", "an array")
         if len(modalities) != 1 or modalities[0] not in ("audio", "text"):
-            raise _invalid(
+            raise invalid(
                 f"{prefix}output_modalities",
                 "Invalid 'output_modalities': expected exactly one of 'audio' or 'text'.",
                 "invalid_value",
@@ -190,7 +190,7 @@ def _check_common(body: Mapping[str, Any], prefix: str) -> None:
     if "max_output_tokens" in body:
         limit = body["max_output_tokens"]
         if limit != "inf" and (isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 4096):
-            raise _invalid(
+            raise invalid(
                 f"{prefix}max_output_tokens",
                 f"Invalid '{prefix}max_output_tokens': expected an integer between 1 and 4096 or 'inf'.",
                 "invalid_value",
@@ -200,35 +200,33 @@ def _check_common(body: Mapping[str, Any], prefix: str) -> None:
     if (choice := body.get("tool_choice")) is not None:
         if isinstance(choice, str):
             if choice not in _TOOL_CHOICE_MODES:
-                raise _invalid(
+                raise invalid(
                     f"{prefix}tool_choice",
                     f"Invalid value: '{choice}'. Supported values are: 'auto', 'none' and 'required'.",
                     "invalid_value",
                 )
         else:
-            _expect(choice, dict, f"{prefix}tool_choice", "a string or an object")
+            expect(choice, dict, f"{prefix}tool_choice", "a string or an object")
     if "parallel_tool_calls" in body:
-        _expect(body["parallel_tool_calls"], bool, f"{prefix}parallel_tool_calls", "a boolean")
+        expect(body["parallel_tool_calls"], bool, f"{prefix}parallel_tool_calls", "a boolean")
 
 
 def validate_session(body: Any, *, prefix: str = "", require_type: bool = True) -> None:
     """Refuse, with the `ApiError` OpenAI would answer, an accept body or a `session.update` session."""
     if not isinstance(body, dict):
-        raise _invalid(prefix.rstrip(".") or "body", "Invalid body: expected a JSON object.")
-    _check_keys(body, SESSION_KEYS, prefix)
+        raise invalid(prefix.rstrip(".") or "body", "Invalid body: expected a JSON object.")
+    check_keys(body, SESSION_KEYS, prefix)
     if "type" not in body:
         if require_type:
-            raise _invalid(
-                f"{prefix}type", f"Missing required parameter: '{prefix}type'.", "missing_required_parameter"
-            )
+            raise invalid(f"{prefix}type", f"Missing required parameter: '{prefix}type'.", "missing_required_parameter")
     elif body["type"] != "realtime":
-        raise _invalid(
+        raise invalid(
             f"{prefix}type",
             f"Invalid value: '{body['type']}'. Supported values are: 'realtime'.",
             "invalid_value",
         )
     if "model" in body:
-        _expect(body["model"], str, f"{prefix}model", "a string")
+        expect(body["model"], str, f"{prefix}model", "a string")
     if "audio" in body:
         _check_audio(body["audio"], prefix)
     _check_common(body, prefix)
@@ -237,8 +235,8 @@ def validate_session(body: Any, *, prefix: str = "", require_type: bool = True) 
 def validate_response_params(body: Any, prefix: str = "response.") -> None:
     """Refuse a `response.create` event's ``response`` object the way the API would."""
     if not isinstance(body, dict):
-        raise _invalid(prefix.rstrip("."), f"Invalid type for '{prefix.rstrip('.')}': expected an object.")
-    _check_keys(body, RESPONSE_KEYS, prefix)
+        raise invalid(prefix.rstrip("."), f"Invalid type for '{prefix.rstrip('.')}': expected an object.")
+    check_keys(body, RESPONSE_KEYS, prefix)
     _check_common(body, prefix)
 
 

@@ -1,4 +1,5 @@
-"""Delivering ``realtime.call.incoming`` the way OpenAI does: signed, retried, one ``webhook-id`` per event.
+"""Delivering incoming-call webhooks (``realtime.call.incoming``, ``live.transport.incoming``) the way
+OpenAI does: signed, retried, one ``webhook-id`` per event.
 
 Each attempt is signed afresh (its own ``webhook-timestamp``) with the same ``webhook-id`` and body. A
 non-2xx answer or a connection error is retried after the configured back-off; the sender gives up when
@@ -31,18 +32,20 @@ SIP_DOMAIN = "sip.example.com"
 
 
 def incoming_event(record: CallRecord, event_id: str) -> dict[str, Any]:
-    """The ``realtime.call.incoming`` event for a call, as OpenAI sends it."""
-    return {
-        "object": "event",
-        "id": event_id,
-        "type": "realtime.call.incoming",
-        "created_at": int(record.created_at),
-        "data": {
-            "call_id": record.call_id,
-            "sip_headers": [{"name": h.name, "value": h.value} for h in record.sip_headers],
-            "sip_media_security": "srtp",
-        },
-    }
+    """The incoming-call event for a call on its surface, as OpenAI sends it.
+
+    Realtime: ``realtime.call.incoming`` with ``data.call_id``; Live: ``live.transport.incoming`` with
+    ``data.session_id`` and ``data.type: "sip"``. Both carry the SIP headers and the media security.
+    """
+    headers = [{"name": h.name, "value": h.value} for h in record.sip_headers]
+    if record.surface == "live":
+        kind = "live.transport.incoming"
+        data: dict[str, Any] = {"session_id": record.call_id, "type": "sip", "sip_headers": headers}
+    else:
+        kind = "realtime.call.incoming"
+        data = {"call_id": record.call_id, "sip_headers": headers}
+    data["sip_media_security"] = "srtp"
+    return {"object": "event", "id": event_id, "type": kind, "created_at": int(record.created_at), "data": data}
 
 
 def invite_headers(from_number: str, to_number: str) -> list[tuple[str, str]]:
