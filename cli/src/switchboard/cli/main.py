@@ -60,6 +60,8 @@ def _parser() -> argparse.ArgumentParser:
     call.add_argument("--to", dest="dialled", required=True, help="dialled number, e.g. +18005550100")
     call.add_argument("--header", action="append", default=[], metavar="NAME=VALUE", help="extra SIP header")
     call.add_argument("--script", default="default", choices=sorted(SCRIPTS), help="what the caller does")
+    call.add_argument("--surface", choices=("realtime", "live", "both"), default="realtime",
+                      help="the OpenAI surface it rings on (both: one SIP call, two ids)")  # fmt: skip
     call.add_argument("--wait", action="store_true", help="wait for the call to end and print its record")
 
     from switchboard.cli import live
@@ -202,7 +204,9 @@ async def _call(settings: Settings, args: argparse.Namespace) -> int:
         headers.append({"name": name, "value": value})
     client = EmulatorClient(f"http://127.0.0.1:{settings.emulator_port}")
     try:
-        call_id = await client.place_call(args.caller, args.dialled, sip_headers=headers or None, script=args.script)
+        call_id = await client.place_call(
+            args.caller, args.dialled, sip_headers=headers or None, script=args.script, surface=args.surface
+        )
         print(call_id, flush=True)
         if args.wait:
             record = await client.wait_ended(call_id, timeout_s=300)

@@ -1,0 +1,142 @@
+"""Calls on OpenAI's Live surface end to end, and a call offered on both surfaces answered once."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from switchboard.cli.local import LocalSystem
+from switchboard.cli.natsserver import NatsServer
+from switchboard.emulator.server import Emulator
+from switchboard.shared import events
+from switchboard.shared.bus import Bus
+from switchboard.shared.config import Settings
+from switchboard.shared.projections import TRANSCRIPTS, fold
+from switchboard.shared.schema import typed
+from tests.e2e.conftest import call_events
+from tests.waiting import eventually
+
+POLICY = """\
+version: 1
+surface: live
+agents:
+  desk:
+    instructions: You answer for the order desk.
+    greeting: Greet the caller and offer help with their order.
+    delegation: {type: responses, model: gpt-5.2, instructions: Look orders up with lookup_order.}
+    tools:
+      - name: lookup_order
+        parameters: {type: object, properties: {order_id: {type: string}}, required: [order_id]}
+  realtime-desk: {surface: realtime, instructions: You answer for billing.}
+rules:
+  - name: orders
+    when: {dialled: "+18005550100"}
+    accept: {agent: desk}
+  - name: billing
+    when: {dialled: "+18005550111"}
+    accept: {agent: realtime-desk}
+default: {reject: busy}
+"""
+
+
+@pytest.fixture
+async def system(nats_server: NatsServer, tmp_path: Path) -> AsyncIterator[LocalSystem]:
+    """The whole system on a policy whose order desk answers on Live, OpenAI played by the emulator."""
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY)
+    settings = Settings(nats_url=nats_server.url, emulator_port=0, ingress_port=0, ingress_host="127.0.0.1",
+                        worker_name="w", policy_path=str(policy))  # fmt: skip
+    local = LocalSystem(settings, data_dir=tmp_path, workers=1, pace=0)
+    await local.start()
+    try:
+        yield local
+    finally:
+        await local.stop()
+
+
+def emulator_of(system: LocalSystem) -> Emulator:
+    assert system.emulator is not None
+    return system.emulator
+
+
+async def test_a_live_call_is_accepted_attached_greeted_and_ended(system: LocalSystem, bus: Bus) -> None:
+    """A Live call: the Live accept body, an authorised attach, the greeting as commentary, caller_hangup."""
+    emulator = emulator_of(system)
+    call_id = emulator.place_call("+14155550101", "+18005550100", surface="live")
+    logged = await call_events(bus, call_id)
+    record = emulator.calls[call_id]
+    session = record.accept_body["session"]
+    assert (session["type"], session["model"], session["delegation"]["type"]) == ("live", "gpt-live-1", "responses")
+    assert [c.authorization for c in record.sideband_connections] == ["valid"]
+    greeting = record.client_events[0]
+    assert greeting["type"] == "session.commentary.append" and "offer help" in greeting["content"]
+    ended = [msgspec.convert(e.data, events.Ended) for e in logged if e.kind == "ended"]
+    assert [e.reason for e in ended] == ["caller_hangup"]
+    assert "rt.session.closed" in [e.kind for e in logged]
+
+
+async def test_a_live_calls_audio_is_never_relayed(system: LocalSystem, bus: Bus) -> None:
+    """Every Live server event reaches the bus except the reflected caller and agent audio."""
+    emulator = emulator_of(system)
+    call_id = emulator.place_call("+14155550101", "+18005550100", surface="live")
+    relayed = [e.data for e in await call_events(bus, call_id) if e.kind.startswith("rt.")]
+    sent = emulator.calls[call_id].server_events
+    audio = {"session.input_audio.append", "session.output_audio.delta"}
+    assert {e["type"] for e in sent} & audio  # the emulator did reflect audio
+    assert relayed == [e for e in sent if e["type"] not in audio]
+
+
+async def test_a_live_calls_transcript_folds_into_turns(system: LocalSystem, bus: Bus) -> None:
+    """Live's transcript fragments become the greeting, the caller and the agent, turn by turn."""
+    emulator = emulator_of(system)
+    call_id = emulator.place_call("+14155550101", "+18005550100", surface="live")
+    logged = [typed(e, seq=i) for i, e in enumerate(await call_events(bus, call_id), 1)]
+    turns = fold(TRANSCRIPTS, logged)[call_id].turns
+    assert [t.speaker for t in turns] == ["agent", "caller", "agent", "caller", "agent"]
+    assert turns[1].text == "Hi, I'd like to check on my order."
+
+
+async def test_a_live_call_is_hung_up_by_command(system: LocalSystem, bus: Bus) -> None:
+    """`cmd.<id>.hangup` on a Live call hangs it up at /live/sessions/{id}/hangup; ended `hangup`."""
+    emulator = emulator_of(system)
+    call_id = emulator.place_call("+14155550101", "+18005550100", surface="live", script="hold")
+    await eventually(lambda: emulator.calls[call_id].sideband_count == 1, what=f"{call_id} attached")
+    reply = msgspec.json.decode(await bus.request(f"cmd.{call_id}.hangup", b"{}", timeout_s=10))
+    assert reply == {"ok": True}
+    ended = [e for e in await call_events(bus, call_id) if e.kind == "ended"]
+    assert [e.data["reason"] for e in ended] == ["hangup"]
+    assert emulator.calls[call_id].state == "ended"
+
+
+async def test_a_tool_is_served_over_the_bus_on_live(system: LocalSystem, bus: Bus) -> None:
+    """A Live agent's lookup_order, called through its Responses delegation, is answered by tools.lookup_order."""
+    emulator = emulator_of(system)
+    call_id = emulator.place_call("+14155550101", "+18005550100", surface="live", script="order_lookup")
+    logged = await call_events(bus, call_id)
+    requested = [e.data for e in logged if e.kind == "tool.requested"]
+    completed = [e.data for e in logged if e.kind == "tool.completed"]
+    assert [r["name"] for r in requested] == ["lookup_order"]
+    assert len(completed) == 1 and completed[0].get("error") is None
+    client_types = [e["type"] for e in emulator.calls[call_id].client_events]
+    assert "response.item.create" in client_types and "response.create" in client_types
+
+
+async def test_a_call_rung_on_both_surfaces_is_accepted_once(system: LocalSystem, bus: Bus) -> None:
+    """Offered on both surfaces, a call for the Live desk is accepted under its live id only; its rtc id is
+    set aside (no request to OpenAI) and both decisions carry the SIP Call-ID."""
+    emulator = emulator_of(system)
+    rtc_id = emulator.place_call("+14155550101", "+18005550100", surface="both", script="short")
+    live_id = emulator.twin(rtc_id)
+    assert live_id is not None
+    live_log = await call_events(bus, live_id)
+    rtc_log = await call_events(bus, rtc_id)
+    rtc_decided = events.payload(next(e for e in rtc_log if e.kind == "decided"), events.Decided)
+    live_decided = events.payload(next(e for e in live_log if e.kind == "decided"), events.Decided)
+    assert (rtc_decided.set_aside, live_decided.set_aside) == (True, False)
+    assert rtc_decided.sip_call_id == live_decided.sip_call_id is not None
+    assert [e.data["reason"] for e in rtc_log if e.kind == "ended"] == ["other_surface"]
+    assert "accepted" not in [e.kind for e in rtc_log] and "accepted" in [e.kind for e in live_log]
+    assert emulator.calls[rtc_id].rest_requests == []
