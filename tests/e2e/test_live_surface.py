@@ -140,3 +140,28 @@ async def test_a_call_rung_on_both_surfaces_is_accepted_once(system: LocalSystem
     assert [e.data["reason"] for e in rtc_log if e.kind == "ended"] == ["other_surface"]
     assert "accepted" not in [e.kind for e in rtc_log] and "accepted" in [e.kind for e in live_log]
     assert emulator.calls[rtc_id].rest_requests == []
+
+
+async def test_say_and_transfer_work_on_a_live_call(system: LocalSystem, bus: Bus) -> None:
+    """`say` reaches a Live call as commentary; `transfer` refers it at /live/sessions/{id}/refer; ended `referred`."""
+    emulator = emulator_of(system)
+    call_id = emulator.place_call("+14155550101", "+18005550100", surface="live", script="hold")
+    await eventually(lambda: emulator.calls[call_id].sideband_count == 1, what=f"{call_id} attached")
+    said = await bus.request(f"cmd.{call_id}.say", b'{"instructions": "Tell the caller we are closing soon."}',
+                             timeout_s=10)  # fmt: skip
+    assert msgspec.json.decode(said) == {"ok": True}
+    commentary = [e for e in emulator.calls[call_id].client_events if e.get("type") == "session.commentary.append"]
+    assert commentary[-1]["content"] == "Tell the caller we are closing soon."
+    referred = await bus.request(f"cmd.{call_id}.refer", b'{"target_uri": "tel:+14155550123"}', timeout_s=10)
+    assert msgspec.json.decode(referred) == {"ok": True}
+    ended = [e for e in await call_events(bus, call_id) if e.kind == "ended"]
+    assert [e.data["reason"] for e in ended] == ["referred"]
+    assert (emulator.calls[call_id].state, emulator.calls[call_id].target_uri) == ("referred", "tel:+14155550123")
+
+
+async def test_a_live_callers_keypresses_are_relayed(system: LocalSystem, bus: Bus) -> None:
+    """Live's `transport.dtmf.received` events reach the bus, one per key, in order."""
+    emulator = emulator_of(system)
+    call_id = emulator.place_call("+14155550101", "+18005550100", surface="live", script="dtmf")
+    keys = [e.data["event"] for e in await call_events(bus, call_id) if e.kind == "rt.transport.dtmf.received"]
+    assert keys == ["4", "2", "#"]
