@@ -165,3 +165,18 @@ async def test_a_live_callers_keypresses_are_relayed(system: LocalSystem, bus: B
     call_id = emulator.place_call("+14155550101", "+18005550100", surface="live", script="dtmf")
     keys = [e.data["event"] for e in await call_events(bus, call_id) if e.kind == "rt.transport.dtmf.received"]
     assert keys == ["4", "2", "#"]
+
+
+async def test_a_dropped_live_sideband_is_reattached_and_the_caller_greeted_once(system: LocalSystem, bus: Bus) -> None:
+    """An abnormal close (1006) on Live: the worker attaches again, does not greet again, and the call ends
+    normally with the reason Live's `session.closed` gives."""
+    emulator = emulator_of(system)
+    call_id = emulator.place_call("+14155550101", "+18005550100", surface="live", script="hold")
+    await eventually(lambda: emulator.calls[call_id].client_events, what=f"{call_id} greeted")
+    emulator.drop_sideband(call_id, 1006)
+    await eventually(lambda: emulator.calls[call_id].sideband_count == 2, what="re-attached")
+    await emulator.caller_hangup(call_id)
+    logged = await call_events(bus, call_id)
+    assert [e.data["reason"] for e in logged if e.kind == "ended"] == ["caller_hangup"]
+    greetings = [e for e in emulator.calls[call_id].client_events if e.get("type") == "session.commentary.append"]
+    assert len(greetings) == 1
