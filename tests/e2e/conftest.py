@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,18 +18,33 @@ from tests.reading import stored
 from tests.waiting import eventually
 
 
-@pytest.fixture
-async def system(nats_server: NatsServer, tmp_path: Path) -> AsyncIterator[LocalSystem]:
-    """Everything running in this process, OpenAI played by the emulator, callers without pauses."""
+@contextlib.asynccontextmanager
+async def running(
+    nats_server: NatsServer, tmp_path: Path, *, workers: int = 2, policy: str | None = None
+) -> AsyncIterator[LocalSystem]:
+    """The whole system in this process (on `policy`'s YAML, else the built-in), OpenAI played by the
+    emulator, callers without pauses."""
+    policy_path = None
+    if policy is not None:
+        policy_path = tmp_path / "policy.yaml"
+        policy_path.write_text(policy)
     settings = Settings(
-        nats_url=nats_server.url, emulator_port=0, ingress_port=0, ingress_host="127.0.0.1", worker_name="w"
-    )
-    local = LocalSystem(settings, data_dir=tmp_path, workers=2, pace=0)
+        nats_url=nats_server.url, emulator_port=0, ingress_port=0, ingress_host="127.0.0.1", worker_name="w",
+        policy_path=None if policy_path is None else str(policy_path),
+    )  # fmt: skip
+    local = LocalSystem(settings, data_dir=tmp_path, workers=workers, pace=0)
     await local.start()
     try:
         yield local
     finally:
         await local.stop()
+
+
+@pytest.fixture
+async def system(nats_server: NatsServer, tmp_path: Path) -> AsyncIterator[LocalSystem]:
+    """Everything running in this process, OpenAI played by the emulator, callers without pauses."""
+    async with running(nats_server, tmp_path) as local:
+        yield local
 
 
 async def attached_call(emulator: Emulator, dialled: str = "+18005550100") -> str:

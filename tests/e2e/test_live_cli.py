@@ -14,8 +14,7 @@ from switchboard.cli.local import LocalSystem
 from switchboard.cli.natsserver import NatsServer
 from switchboard.emulator.server import Emulator
 from switchboard.shared.bus import Bus
-from switchboard.shared.config import Settings
-from tests.e2e.conftest import attached_call, call_events
+from tests.e2e.conftest import attached_call, call_events, running
 from tests.processes import CLI
 from tests.waiting import eventually
 
@@ -33,13 +32,9 @@ async def _switchboard(*args: str, nats_url: str) -> tuple[int, str, str]:
 
 @pytest.fixture
 async def system(nats_server: NatsServer, tmp_path: Path) -> AsyncIterator[LocalSystem]:
-    settings = Settings(nats_url=nats_server.url, emulator_port=0, ingress_port=0, ingress_host="127.0.0.1")
-    local = LocalSystem(settings, data_dir=tmp_path, workers=1, pace=0)
-    await local.start()
-    try:
+    """The whole system with one session worker."""
+    async with running(nats_server, tmp_path, workers=1) as local:
         yield local
-    finally:
-        await local.stop()
 
 
 def _emulator(system: LocalSystem) -> Emulator:

@@ -13,10 +13,9 @@ from switchboard.cli.natsserver import NatsServer
 from switchboard.emulator.server import Emulator
 from switchboard.shared import events
 from switchboard.shared.bus import Bus
-from switchboard.shared.config import Settings
 from switchboard.shared.projections import TRANSCRIPTS, fold
 from switchboard.shared.schema import typed
-from tests.e2e.conftest import call_events
+from tests.e2e.conftest import call_events, running
 from tests.waiting import eventually
 
 POLICY = """\
@@ -45,16 +44,8 @@ default: {reject: busy}
 @pytest.fixture
 async def system(nats_server: NatsServer, tmp_path: Path) -> AsyncIterator[LocalSystem]:
     """The whole system on a policy whose order desk answers on Live, OpenAI played by the emulator."""
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(POLICY)
-    settings = Settings(nats_url=nats_server.url, emulator_port=0, ingress_port=0, ingress_host="127.0.0.1",
-                        worker_name="w", policy_path=str(policy))  # fmt: skip
-    local = LocalSystem(settings, data_dir=tmp_path, workers=1, pace=0)
-    await local.start()
-    try:
+    async with running(nats_server, tmp_path, workers=1, policy=POLICY) as local:
         yield local
-    finally:
-        await local.stop()
 
 
 def emulator_of(system: LocalSystem) -> Emulator:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import types
-from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Any, Literal, get_args, get_origin
 
 import msgspec
 import pytest
@@ -14,7 +12,7 @@ from hypothesis import strategies as st
 from openai.types.live.session_accept_params import SessionAcceptParams
 from openai.types.realtime.call_accept_params import CallAcceptParams
 from pydantic import TypeAdapter
-from typing_extensions import get_type_hints, is_typeddict  # the SDK's TypedDicts are typing_extensions'
+from typing_extensions import get_type_hints  # the SDK's TypedDicts are typing_extensions'
 
 from switchboard.controller.decider import (
     accept_body,
@@ -32,49 +30,11 @@ from switchboard.controller.policy.model import (
     VOICES,
 )
 from switchboard.shared.events import Decided, SipHeader
+from tests.sdk_types import unknown_keys
 
 NOW = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
 
 # --- accept bodies against the SDK's CallAcceptParams ------------------------------------------------
-
-
-def _unknown_keys(value: Any, tp: Any, path: str = "$") -> list[str]:
-    """Keys in `value` that the SDK TypedDict `tp` (recursively) does not define.
-
-    pydantic ignores extra keys in TypedDicts, so this is the check that nothing we send is made up.
-    """
-    origin = get_origin(tp)
-    if origin is Union or isinstance(tp, types.UnionType):
-        fits = [m for m in get_args(tp) if _kind_fits(value, m)]
-        if not fits:
-            return [f"{path}: {type(value).__name__} fits none of {tp}"]
-        return min((_unknown_keys(value, m, path) for m in fits), key=len)
-    if is_typeddict(tp):
-        if not isinstance(value, dict):
-            return [f"{path}: expected an object"]
-        hints = get_type_hints(tp)
-        found = [f"{path}.{k}" for k in value if k not in hints]
-        for key, item in value.items():
-            if key in hints:
-                found += _unknown_keys(item, hints[key], f"{path}.{key}")
-        return found
-    if isinstance(value, list) and get_args(tp):
-        return [p for i, item in enumerate(value) for p in _unknown_keys(item, get_args(tp)[0], f"{path}[{i}]")]
-    return []
-
-
-def _kind_fits(value: Any, tp: Any) -> bool:
-    """Whether `value` could be a `tp` at all (tagged unions: a ``type`` literal must agree)."""
-    if tp is type(None):
-        return value is None
-    if isinstance(value, dict):
-        if is_typeddict(tp):
-            hints = get_type_hints(tp)
-            return all(
-                get_origin(hints[k]) is not Literal or v in get_args(hints[k]) for k, v in value.items() if k in hints
-            )
-        return tp in (object, Any) or get_origin(tp) in (dict, Mapping)
-    return not is_typeddict(tp) and (get_origin(tp) is not Literal or value in get_args(tp))
 
 
 _ACCEPT_PARAMS = TypeAdapter(CallAcceptParams)
@@ -82,7 +42,7 @@ _ACCEPT_PARAMS = TypeAdapter(CallAcceptParams)
 
 def assert_openai_accepts(body: dict[str, Any]) -> None:
     _ACCEPT_PARAMS.validate_python(body)  # value types, required keys, literals
-    assert _unknown_keys(body, CallAcceptParams) == []
+    assert unknown_keys(body, CallAcceptParams) == []
 
 
 def _literals(annotation: Any) -> set[str]:
@@ -116,7 +76,7 @@ def test_the_sdk_check_catches_made_up_keys() -> None:
     body = accept_body(Agent(instructions="x"))
     body["audio"]["output"]["volume"] = 11
     body["audio"]["input"] = {"turn_detection": {"type": "semantic_vad", "threshold": 0.5}}
-    assert sorted(_unknown_keys(body, CallAcceptParams)) == [
+    assert sorted(unknown_keys(body, CallAcceptParams)) == [
         "$.audio.input.turn_detection.threshold",
         "$.audio.output.volume",
     ]
@@ -183,7 +143,7 @@ default: {reject: busy}
 
 def _live_accepts(body: dict[str, Any]) -> None:
     _LIVE_ACCEPT_PARAMS.validate_python(body)
-    assert _unknown_keys(body, SessionAcceptParams) == []
+    assert unknown_keys(body, SessionAcceptParams) == []
 
 
 _LIVE_ACCEPT_PARAMS = TypeAdapter(SessionAcceptParams)

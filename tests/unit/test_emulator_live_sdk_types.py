@@ -6,8 +6,7 @@ the webhook (verified by the SDK's verifier); and the emulator's accept validati
 from __future__ import annotations
 
 import json
-import types
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Any
 
 import openai
 import pytest
@@ -18,13 +17,14 @@ from openai.types.live.session_update_config_param import SessionUpdateConfigPar
 from openai.types.responses import ResponseStreamEvent
 from openai.types.webhooks import LiveTransportIncomingWebhookEvent
 from pydantic import BaseModel, TypeAdapter, ValidationError
-from typing_extensions import get_type_hints, is_typeddict  # the SDK's TypedDicts are typing_extensions'
+from typing_extensions import get_type_hints  # the SDK's TypedDicts are typing_extensions'
 
 from switchboard.emulator.errors import ApiError
 from switchboard.emulator.live_config import RESPONSES_KEYS, SESSION_KEYS, UPDATE_KEYS, validate_accept
 from switchboard.emulator.scripts import AskTool, Dtmf, Hangup, Say, Script
 from switchboard.emulator.server import Emulator
 from tests.fixtures.emulator import WebhookReceiver, attach_live, live_accept, next_event, next_of, run_live_agent
+from tests.sdk_types import unknown_keys
 from tests.unit.test_emulator_sdk_types import extras
 from tests.waiting import eventually
 
@@ -199,46 +199,12 @@ async def test_sdk_sideband_client_attaches_and_greets(wired_emulator: Emulator)
 # Accept bodies: the emulator refuses exactly what the SDK's types refuse.
 
 
-def _unknown_keys(value: Any, tp: Any, path: str = "$") -> list[str]:
-    """Keys in `value` the SDK TypedDict `tp` (recursively) does not define (pydantic ignores extras)."""
-    if get_origin(tp) is Union or isinstance(tp, types.UnionType):
-        fits = [m for m in get_args(tp) if _kind_fits(value, m)]
-        if not fits:
-            return [f"{path}: fits none of {tp}"]
-        return min((_unknown_keys(value, m, path) for m in fits), key=len)
-    if is_typeddict(tp):
-        if not isinstance(value, dict):
-            return [f"{path}: expected an object"]
-        hints = get_type_hints(tp)
-        found = [f"{path}.{k}" for k in value if k not in hints]
-        for key, item in value.items():
-            if key in hints:
-                found += _unknown_keys(item, hints[key], f"{path}.{key}")
-        return found
-    if isinstance(value, list) and get_args(tp):
-        return [p for i, item in enumerate(value) for p in _unknown_keys(item, get_args(tp)[0], f"{path}[{i}]")]
-    return []
-
-
-def _kind_fits(value: Any, tp: Any) -> bool:
-    if tp is type(None):
-        return value is None
-    if isinstance(value, dict):
-        if is_typeddict(tp):
-            hints = get_type_hints(tp)
-            return all(
-                get_origin(hints[k]) is not Literal or v in get_args(hints[k]) for k, v in value.items() if k in hints
-            )
-        return tp in (object, Any) or get_origin(tp) is dict
-    return not is_typeddict(tp)
-
-
 def sdk_accepts(body: Any) -> bool:
     try:
         ACCEPT.validate_python(body)
     except ValidationError:
         return False
-    return not _unknown_keys(body, SessionAcceptParams)
+    return not unknown_keys(body, SessionAcceptParams)
 
 
 def emulator_accepts(body: Any) -> bool:
@@ -282,7 +248,7 @@ def test_the_live_sdk_check_catches_made_up_keys() -> None:
     """The SDK-side check used below does catch a key the SDK does not define, however deep."""
     body = json.loads(json.dumps(TOOLS_ACCEPT))
     body["session"]["delegation"]["responses"]["tools"][0]["volume"] = 11
-    assert _unknown_keys(body, SessionAcceptParams) == ["$.session.delegation.responses.tools[0].volume"]
+    assert unknown_keys(body, SessionAcceptParams) == ["$.session.delegation.responses.tools[0].volume"]
 
 
 @pytest.mark.parametrize(("name", "body", "valid"), ACCEPT_BODIES, ids=[name for name, _, _ in ACCEPT_BODIES])
