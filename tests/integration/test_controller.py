@@ -166,6 +166,12 @@ async def test_a_full_rule_turns_the_third_call_away_busy_and_takes_a_fourth_aft
     await eventually(lambda: emulator.calls[first].sideband_count == 1)
     await emulator.caller_hangup(first)
     await call_events(bus, first)
+
+    async def released() -> bool:  # the controller counts the ended call off its rule (asynchronously)
+        info = await bus.js.consumer_info("CALLS", "controller-ended")
+        return not (info.num_pending or info.num_ack_pending)
+
+    await eventually(released, what="the ended call released from the rule's capacity")
     fourth = emulator.place_call("+14155550004", "+18005550100", script="hold")
     assert (await decision(bus, fourth))["action"] == "accept"
     for call_id in (second, fourth):

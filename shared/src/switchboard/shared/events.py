@@ -101,6 +101,9 @@ class CloudEvent(msgspec.Struct, frozen=True, omit_defaults=True):
     data: Any
     lease: int | None = None
     dataschema: str | None = None
+    traceparent: str | None = None
+    """The CloudEvents distributed-tracing extension: the W3C ``traceparent`` of the call's trace, stamped
+    by the ingress on the call's first event (``incoming``) while tracing is on."""
 
     @property
     def call_id(self) -> str:

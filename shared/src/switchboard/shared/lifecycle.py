@@ -22,6 +22,7 @@ import uvloop
 
 from switchboard.shared import config as config_module
 from switchboard.shared import logging as logging_module
+from switchboard.shared import tracing
 from switchboard.shared.config import Settings
 from switchboard.shared.errors import ConfigError, SwitchboardError
 from switchboard.shared.logging import get_logger
@@ -132,7 +133,11 @@ def service_main(
     try:
         settings = config_module.load()
         logging_module.configure(fmt=settings.log_format, level=settings.log_level)
-        run(run_until_signalled(build(settings), grace=grace))
+        tracing.configure(prog.removeprefix("switchboard-"))
+        try:
+            run(run_until_signalled(build(settings), grace=grace))
+        finally:
+            tracing.shutdown()
     except ConfigError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 2

@@ -7,7 +7,18 @@ import sys
 
 import structlog
 
+from switchboard.shared import tracing
+
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+
+
+def _add_trace(logger: object, method: str, event: structlog.types.EventDict) -> structlog.types.EventDict:
+    """``trace_id`` and ``span_id`` of the current span on every line, while tracing is on."""
+    ids = tracing.trace_ids()
+    if ids is not None:
+        event.setdefault("trace_id", ids[0])
+        event.setdefault("span_id", ids[1])
+    return event
 
 
 def configure(*, fmt: str = "console", level: str = "info") -> None:
@@ -20,6 +31,7 @@ def configure(*, fmt: str = "console", level: str = "info") -> None:
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            _add_trace,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info if fmt == "json" else structlog.processors.StackInfoRenderer(),

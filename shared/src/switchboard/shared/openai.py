@@ -26,6 +26,7 @@ import aiohttp
 import httpx
 import msgspec
 
+from switchboard.shared import tracing
 from switchboard.shared.config import Secret
 from switchboard.shared.errors import UpstreamError
 from switchboard.shared.events import Surface
@@ -155,6 +156,18 @@ class CallsClient:
         await self._http.aclose()
 
     async def _post(self, call_id: str, op: str, body: dict[str, Any] | None, surface: Surface) -> CallResult:
+        if not tracing.enabled():
+            return await self._post_untraced(call_id, op, body, surface)
+        route = f"/{_PATHS[surface]}/{{id}}/{op}"
+        attributes = {"http.request.method": "POST", "http.route": route, "server.address": self._http.base_url.host,
+                      "switchboard.call_id": call_id}  # fmt: skip
+        with tracing.span(f"POST {route}", kind=tracing.SpanKind.CLIENT, attributes=attributes) as span:
+            result = await self._post_untraced(call_id, op, body, surface)
+            if span is not None:
+                span.set_attribute("http.response.status_code", result.http_status)
+            return result
+
+    async def _post_untraced(self, call_id: str, op: str, body: dict[str, Any] | None, surface: Surface) -> CallResult:
         path = f"{_PATHS[surface]}/{quote(call_id, safe='')}/{op}"
         started = time.perf_counter()
         attempt = 0

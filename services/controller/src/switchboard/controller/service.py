@@ -58,7 +58,7 @@ from switchboard.controller.redelivery import (
     NotDue,
     Unreadable,
 )
-from switchboard.shared import events
+from switchboard.shared import events, tracing
 from switchboard.shared.bus import Ack, Bus, Delivery, Outcome, connected
 from switchboard.shared.config import Settings
 from switchboard.shared.errors import AlreadyRecorded, BusUnavailable, UpstreamError
@@ -216,6 +216,15 @@ class Controller:
         return decision
 
     async def handle(self, delivery: Delivery) -> Outcome:
+        if not tracing.enabled():
+            return await self._handle(delivery)
+        call_id = delivery.subject.split(".")[1]
+        headers = delivery.headers
+        fallback = None if tracing.extract(headers) else _traceparent(delivery)
+        with tracing.consumer_span(call_id, "incoming", headers, fallback=fallback):
+            return await self._handle(delivery)
+
+    async def _handle(self, delivery: Delivery) -> Outcome:
         assert self._bus is not None
         bus = self._bus
         try:
@@ -234,6 +243,8 @@ class Controller:
                 bus.event(call_id, "decided", decision), msg_id=f"{call_id}:decided", expect_empty_subject=True
             )
             self.telemetry.decisions.labels(action=decision.action).inc()
+            tracing.annotate({"switchboard.action": decision.action, "switchboard.rule": decision.rule,
+                              "switchboard.surface": decision.surface})  # fmt: skip
             bound.info("call_decided", action=decision.action, rule=decision.rule, full=decision.capacity_full)
         except AlreadyRecorded:
             self.telemetry.duplicates.inc()
@@ -383,6 +394,24 @@ class Controller:
     # --- commands: hangup and refer ------------------------------------------------------------------
 
     async def _on_command(self, subject: str, payload: bytes) -> bytes:
+        if not tracing.enabled():
+            return await self._serve_command(subject, payload)
+        _, call_id, verb = subject.split(".", 2)
+        with tracing.span(f"command {verb}", kind=tracing.SpanKind.SERVER, parent=await self._call_trace(call_id)):
+            return await self._serve_command(subject, payload)
+
+    async def _call_trace(self, call_id: str) -> str | None:
+        """The ``traceparent`` the call's first event was stamped with, to put a command in its trace."""
+        assert self._bus is not None
+        if not events.is_safe_call_id(call_id):
+            return None
+        try:
+            incoming = await self._bus.last_event(call_id, "incoming")
+        except BusUnavailable:
+            return None
+        return None if incoming is None else incoming.traceparent
+
+    async def _serve_command(self, subject: str, payload: bytes) -> bytes:
         assert self._bus is not None
         _, call_id, verb = subject.split(".", 2)
         try:
@@ -477,3 +506,11 @@ def _timestamp(rfc3339: str) -> float:
     """An event's ``time`` as Unix seconds (a time without an offset is UTC)."""
     when = datetime.fromisoformat(rfc3339)
     return (when if when.utcoffset() is not None else when.replace(tzinfo=UTC)).timestamp()
+
+
+def _traceparent(delivery: Delivery) -> str | None:
+    """The ``traceparent`` an incoming event was stamped with (for one stored without the header)."""
+    try:
+        return delivery.event().traceparent
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None

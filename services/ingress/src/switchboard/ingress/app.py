@@ -35,6 +35,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+import msgspec
 import nats.errors
 import nats.js.errors
 import yaml
@@ -42,7 +43,7 @@ from aiohttp import web
 
 from switchboard.ingress import validation
 from switchboard.ingress.telemetry import IngressMetrics
-from switchboard.shared import events
+from switchboard.shared import events, tracing
 from switchboard.shared.bus import Bus
 from switchboard.shared.config import Settings
 from switchboard.shared.errors import BusUnavailable, ConfigError, SignatureError
@@ -130,6 +131,16 @@ class Ingress:
         return response
 
     async def _webhook(self, request: web.Request) -> web.Response:
+        if not tracing.enabled():
+            return await self._take(request)
+        attributes = {"http.request.method": "POST", "http.route": WEBHOOK_PATH}
+        with tracing.span(f"POST {WEBHOOK_PATH}", kind=tracing.SpanKind.SERVER, attributes=attributes) as span:
+            response = await self._take(request)
+            if span is not None:
+                span.set_attribute("http.response.status_code", response.status)
+            return response
+
+    async def _take(self, request: web.Request) -> web.Response:
         headers = request.headers
         webhook_id = headers.get("webhook-id", "")
         if request.content_type != "application/json" or (request.charset or "utf-8").lower() != "utf-8":
@@ -193,10 +204,16 @@ class Ingress:
         event["received_at"] = received_at
         envelope = bus.event(webhook.call_id, webhook.kind, event, event_id=webhook_id)  # the one way to make one
         started = time.perf_counter()
+        publishing: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
+        if tracing.enabled():
+            publishing = tracing.producer_span(webhook.call_id, webhook.kind, webhook_id)
         try:
-            # The outer deadline also bounds what nats-py does before its own request timeout starts.
-            async with asyncio.timeout(self._deadline_s):
-                result = await bus.publish(envelope, msg_id=webhook_id, timeout_s=self._deadline_s)
+            with publishing:
+                if tracing.enabled():  # the call's first event names its trace (CloudEvents distributed tracing)
+                    envelope = msgspec.structs.replace(envelope, traceparent=tracing.traceparent())
+                # The outer deadline also bounds what nats-py does before its own request timeout starts.
+                async with asyncio.timeout(self._deadline_s):
+                    result = await bus.publish(envelope, msg_id=webhook_id, timeout_s=self._deadline_s)
         except (BusUnavailable, TimeoutError) as exc:
             self._m.publish_seconds.observe(time.perf_counter() - started)
             cause = exc.__cause__

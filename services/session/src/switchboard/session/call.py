@@ -29,7 +29,7 @@ from switchboard.session.fence import Lease
 from switchboard.session.lease import InFlightTool
 from switchboard.session.relay import Publisher
 from switchboard.session.telemetry import SessionMetrics
-from switchboard.shared import events
+from switchboard.shared import events, tracing
 from switchboard.shared.bus import Bus
 from switchboard.shared.errors import BusUnavailable, LeaseLost, NoResponder, UpstreamError
 from switchboard.shared.logging import get_logger
@@ -74,6 +74,9 @@ class CallSession:
         self._accepted_at = time.time() if accepted_at is None else accepted_at  # epoch seconds
         self._protocol = turns.protocol(accepted.surface)
         self._closed_reason: str | None = None  # why the session closed, when the surface says (Live)
+        self._trace = tracing.traceparent()  # the call's span (the worker's hold), parent of what follows
+        self._turn_started_ns: int | None = None
+        self._turn_events = 0
         self._open_sideband = open_sideband
         self._calls = calls
         # Function calls a previous holder started and never answered: finished once attached.
@@ -129,7 +132,9 @@ class CallSession:
         failures = 0
         while True:
             try:
-                sideband = await self._open_sideband(self.call_id)
+                attaching = {"switchboard.surface": self.accepted.surface, "switchboard.reconnects": failures}
+                with tracing.span("attach sideband", kind=tracing.SpanKind.CLIENT, attributes=attaching):
+                    sideband = await self._open_sideband(self.call_id)
             except UpstreamError as exc:
                 if exc.status is not None and exc.status < 500:
                     self.log.warning("sideband_refused", status=exc.status, code=exc.code)
@@ -184,6 +189,8 @@ class CallSession:
             self._relay_out.put(server_event)
         else:
             self._metrics.audio_dropped.inc()
+        if self._trace is not None:
+            self._count_turn(type_, server_event)
         if type_ == protocol.response_done:
             if self._hangup_after_response and protocol.is_response_done(type_, server_event):
                 self._hangup_after_response = False
@@ -193,6 +200,16 @@ class CallSession:
                 self._spawn(self._answer_tools(calls))
         elif (closed := protocol.closed_reason(type_, server_event)) is not None:
             self._closed_reason = closed
+
+    def _count_turn(self, type_: str | None, server_event: ServerEvent) -> None:
+        """One span per agent turn (from its first event to its response's end), with its event count."""
+        if self._turn_started_ns is None:
+            self._turn_started_ns, self._turn_events = time.time_ns(), 0
+        self._turn_events += 1
+        if self._protocol.is_response_done(type_, server_event):
+            tracing.record_span("agent turn", start_ns=self._turn_started_ns, parent=self._trace,
+                                attributes={"switchboard.events": self._turn_events})  # fmt: skip
+            self._turn_started_ns = None
 
     async def _send_greeting(self) -> None:
         """Greet, once per call cluster-wide: the lease record says whether any holder already did."""
@@ -260,6 +277,13 @@ class CallSession:
 
     async def _run_tool(self, call: turns.FunctionCall) -> tuple[str, str]:
         """Run one function call: (tool_call_id, output); `LeaseLost` if the call was lost meanwhile."""
+        if self._trace is None:
+            return await self._run_tool_untraced(call)
+        with tracing.span(f"tool {call.name}", kind=tracing.SpanKind.CLIENT, parent=self._trace,
+                          attributes={"switchboard.tool_call_id": call.tool_call_id}):  # fmt: skip
+            return await self._run_tool_untraced(call)
+
+    async def _run_tool_untraced(self, call: turns.FunctionCall) -> tuple[str, str]:
         requested = events.ToolRequested(tool_call_id=call.tool_call_id, name=call.name, arguments=call.arguments)
         await self.bus.record(
             self.call_id, "tool.requested", requested, msg_id=f"{self.call_id}:tool:{call.tool_call_id}:req",
@@ -365,6 +389,12 @@ class CallSession:
                 self._controller_commands_settled.set()
 
     async def _on_command(self, subject: str, payload: bytes) -> bytes | None:
+        if self._trace is None:
+            return await self._serve_command(subject, payload)
+        with tracing.span(f"command {subject.rsplit('.', 1)[-1]}", kind=tracing.SpanKind.SERVER, parent=self._trace):
+            return await self._serve_command(subject, payload)
+
+    async def _serve_command(self, subject: str, payload: bytes) -> bytes | None:
         verb = subject.rsplit(".", 1)[-1]
         if verb in _CONTROLLER_VERBS:
             self._controller_commands += 1

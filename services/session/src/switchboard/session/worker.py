@@ -32,7 +32,7 @@ from switchboard.session.fence import Lease, Leases
 from switchboard.session.lease import LeaseRecord, superseded
 from switchboard.session.relay import Publisher
 from switchboard.session.telemetry import SessionMetrics
-from switchboard.shared import events
+from switchboard.shared import events, tracing
 from switchboard.shared.bus import Bus, Delivery, InProgress, Outcome, Retry, WorkQueue, connected
 from switchboard.shared.config import Secret, Settings
 from switchboard.shared.errors import BusUnavailable, LeaseLost
@@ -219,6 +219,14 @@ class SessionWorker:
     # --- holding one call ----------------------------------------------------------------------------
 
     async def _hold(self, call_id: str, delivery: Delivery) -> None:
+        """Hold one call, in a span of the call's trace (the accepted message's) while tracing is on."""
+        if not tracing.enabled():
+            return await self._hold_call(call_id, delivery)
+        with tracing.consumer_span(call_id, "accepted", delivery.headers, fallback=None):
+            tracing.annotate({"switchboard.worker": self.worker})
+            return await self._hold_call(call_id, delivery)
+
+    async def _hold_call(self, call_id: str, delivery: Delivery) -> None:
         assert self._bus is not None
         bus = self._bus
         bound = log.bind(call_id=call_id, worker=self.worker)

@@ -35,7 +35,7 @@ from nats.js.api import (
 )
 from nats.js.kv import KeyValue
 
-from switchboard.shared import events
+from switchboard.shared import events, tracing
 from switchboard.shared.bus.consume import WorkQueue
 from switchboard.shared.bus.pipeline import Batch, Pipeline, SentBatch
 from switchboard.shared.bus.urls import split_credentials
@@ -291,6 +291,7 @@ class Bus:
             headers["Nats-Msg-Id"] = msg_id
         if expect_empty_subject:
             headers["Nats-Expected-Last-Subject-Sequence"] = "0"
+        tracing.inject(headers)  # the current span's traceparent, while tracing is on
         subj = events.subject(event.call_id, event.kind)
         await self._until_connected(timeout_s)
         try:
@@ -337,8 +338,10 @@ class Bus:
 
     async def request(self, subject: str, payload: bytes, *, timeout_s: float) -> bytes:
         """A NATS request; raises `NoResponder` when nobody serves `subject`, `BusUnavailable` on timeout."""
+        headers: dict[str, str] = {}
+        tracing.inject(headers)
         try:
-            reply = await self.nc.request(subject, payload, timeout=timeout_s)
+            reply = await self.nc.request(subject, payload, timeout=timeout_s, headers=headers or None)
         except nats.errors.NoRespondersError:
             raise NoResponder(f"nobody serves {subject}") from None
         except (TimeoutError, nats.errors.TimeoutError):
@@ -353,9 +356,18 @@ class Bus:
         """Answer requests on `subject` (wildcards allowed) with `handler(subject, payload) -> reply`; a
         handler that returns None leaves the answer to another service serving the same subject."""
 
+        template = _subject_template(subject)  # span names from the template, never a call id
+        attributes = {"messaging.system": "nats", "messaging.destination.name": template}
+
         async def on_msg(msg: Msg) -> None:
             try:
-                reply = await handler(msg.subject, msg.data)
+                parent = tracing.extract(msg.headers)
+                if parent is None:  # not part of a trace: the handler may put it in its call's
+                    reply = await handler(msg.subject, msg.data)
+                else:
+                    with tracing.span(f"serve {template}", kind=tracing.SpanKind.SERVER, parent=parent,
+                                      attributes=attributes):  # fmt: skip
+                        reply = await handler(msg.subject, msg.data)
             except Exception as exc:
                 log.exception("request_handler_crashed", subject=msg.subject)
                 reply = msgspec.json.encode({"ok": False, "error": f"internal error: {type(exc).__name__}"})
@@ -439,3 +451,11 @@ class Bus:
         await self.js.add_consumer(events.STREAM, config)
         sub = await self.js.pull_subscribe(filter_subject, durable=durable, stream=events.STREAM, config=config)
         return WorkQueue(sub, durable)
+
+
+def _subject_template(subject: str) -> str:
+    """A subscription's subject as a low-cardinality name: ``cmd.rtc_1.*`` → ``cmd.{call_id}.{verb}``."""
+    tokens = subject.split(".")
+    if tokens[0] == "cmd" and len(tokens) == 3:
+        tokens[1:] = ["{call_id}", "{verb}" if tokens[2] == "*" else tokens[2]]
+    return ".".join(tokens)

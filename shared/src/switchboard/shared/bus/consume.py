@@ -62,6 +62,11 @@ class Delivery:
     def data(self) -> bytes:
         return self._msg.data
 
+    @property
+    def headers(self) -> dict[str, str] | None:
+        """The message's NATS headers (``traceparent`` among them, while tracing is on)."""
+        return self._msg.headers
+
     def event(self) -> events.CloudEvent:
         return events.decode(self._msg.data)
 

@@ -35,6 +35,8 @@ class CallRecord(msgspec.Struct, frozen=True, kw_only=True):
     transfer_target: str | None = None
     failure: str | None = None
     workers: tuple[str, ...] = ()
+    trace_id: str | None = None
+    """The call's OpenTelemetry trace (from the ``traceparent`` its ``incoming`` event was stamped with)."""
     last_seq: int = 0
 
 
@@ -60,6 +62,7 @@ def evolve(record: CallRecord | None, event: LogEvent) -> CallRecord | None:
         new = msgspec.structs.replace(
             r, caller=caller or r.caller, dialled=dialled or r.dialled, started_at=started,
             answer_latency_ms=millis_between(started, r.answered_at),
+            trace_id=r.trace_id or _trace_id(event.envelope.traceparent if event.envelope else None),
         )  # fmt: skip
     elif kind == "decided":
         new = msgspec.structs.replace(
@@ -94,3 +97,9 @@ def evolve(record: CallRecord | None, event: LogEvent) -> CallRecord | None:
     if new == r and record is not None:
         return record
     return msgspec.structs.replace(new, last_seq=max(event.seq, r.last_seq))
+
+
+def _trace_id(traceparent: str | None) -> str | None:
+    """The trace id in a W3C ``traceparent`` (``00-<32 hex>-<16 hex>-<flags>``), or None."""
+    parts = (traceparent or "").split("-")
+    return parts[1] if len(parts) == 4 and len(parts[1]) == 32 else None

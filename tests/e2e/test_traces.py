@@ -1,0 +1,106 @@
+"""One trace per call, end to end: the services as separate processes export to a real OTLP/HTTP receiver."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp import web
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from switchboard.cli.local import new_webhook_secret
+from switchboard.cli.natsserver import NatsServer, free_port
+from switchboard.emulator.config import EmulatorConfig
+from switchboard.emulator.server import Emulator
+from switchboard.shared.bus import Bus
+from tests.e2e.conftest import call_events
+from tests.processes import Proc, spawn
+from tests.waiting import eventually
+
+
+class Receiver:
+    """An OTLP/HTTP trace receiver: decodes each ExportTraceServiceRequest into (service, trace id, name)."""
+
+    def __init__(self) -> None:
+        self.spans: list[tuple[str, str, str]] = []
+        self.port = free_port()
+        self._runner: web.AppRunner | None = None
+
+    async def _traces(self, request: web.Request) -> web.Response:
+        export = ExportTraceServiceRequest.FromString(await request.read())
+        for resource_spans in export.resource_spans:
+            attributes = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
+            for scope_spans in resource_spans.scope_spans:
+                for span in scope_spans.spans:
+                    self.spans.append((attributes.get("service.name", ""), span.trace_id.hex(), span.name))
+        return web.Response(content_type="application/x-protobuf", body=b"")
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/v1/traces", self._traces)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def services_in(self, trace_id: str) -> set[str]:
+        return {service for service, trace, _ in self.spans if trace == trace_id}
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    started = Receiver()
+    await started.start()
+    yield started
+    await started.stop()
+
+
+@pytest.fixture
+async def procs() -> AsyncIterator[list[Proc]]:
+    started: list[Proc] = []
+    yield started
+    for p in started:
+        if p.proc.returncode is None:
+            p.proc.kill()
+            await p.proc.wait()
+
+
+@pytest.mark.timeout(90)
+async def test_one_trace_spans_the_ingress_controller_and_session_of_a_call(
+    nats_server: NatsServer, bus: Bus, receiver: Receiver, procs: list[Proc]
+) -> None:
+    """A call's spans from the ingress, controller and session worker share one trace id, which the stored
+    ``incoming`` event carries as its ``traceparent``."""
+    secret, key, ingress_port = new_webhook_secret(), "sk-test-traces", free_port()
+    emulator = Emulator(
+        EmulatorConfig(port=0, pace=0, api_key=key, webhook_secret=secret,
+                       webhook_url=f"http://127.0.0.1:{ingress_port}/webhooks/openai")
+    )  # fmt: skip
+    await emulator.start()
+    env = {"NATS_URL": nats_server.url, "OPENAI_API_KEY": key, "OPENAI_WEBHOOK_SECRET": secret,
+           "OPENAI_BASE_URL": emulator.base_url, "INGRESS_PORT": str(ingress_port),
+           "OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver.port}",
+           "OTEL_BSP_SCHEDULE_DELAY": "100"}  # fmt: skip
+    try:
+        for service in ("ingress", "controller", "session"):
+            procs.append(await spawn(service, env=env))
+        call_id = emulator.place_call("+14155550101", "+18005550100", script="short")
+        logged = await call_events(bus, call_id, timeout_s=30)
+        incoming = next(e for e in logged if e.kind == "incoming")
+        assert incoming.traceparent is not None
+        trace_id = incoming.traceparent.split("-")[1]
+        everyone = {"switchboard-ingress", "switchboard-controller", "switchboard-session"}
+        await eventually(lambda: receiver.services_in(trace_id) >= everyone, timeout=15,
+                         what="spans of the ingress, controller and session in the call's trace")  # fmt: skip
+        names = {name for _, trace, name in receiver.spans if trace == trace_id}
+        assert {"POST /webhooks/openai", "publish calls.{call_id}.incoming", "process calls.{call_id}.incoming",
+                "POST /realtime/calls/{id}/accept", "process calls.{call_id}.accepted", "attach sideband",
+                "agent turn"} <= names  # fmt: skip
+        assert all(call_id not in name for name in names)
+        assert len([n for _, trace, n in receiver.spans if trace == trace_id]) < 100
+        assert [await p.stop() for p in procs] == [0, 0, 0]
+    finally:
+        await emulator.shutdown()
