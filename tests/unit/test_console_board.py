@@ -36,6 +36,16 @@ def test_a_call_becomes_a_row_that_changes_only_when_its_state_does() -> None:
     assert board.records["rtc_a"].end_reason == "caller_hangup"
 
 
+def test_the_board_forgets_the_calls_that_ended_first_past_its_limit() -> None:
+    """With room for 2 ended calls, a third end forgets the first; a live call is never forgotten."""
+    board = Board(keep_ended=2)
+    board.apply(_incoming(1, "rtc_live"))
+    for i, call_id in enumerate(("rtc_1", "rtc_2", "rtc_3")):
+        board.apply(_incoming(10 + 2 * i, call_id))
+        board.apply(_event(11 + 2 * i, call_id, "ended", {"reason": "x", "duration_s": 1.0}))
+    assert set(board.states) == set(board.records) == {"rtc_live", "rtc_2", "rtc_3"}
+
+
 def test_ended_calls_leave_the_live_table_after_half_a_minute() -> None:
     """Live calls and calls that ended in the last 30 s are rows; older ended calls are not."""
     board = Board()

@@ -11,6 +11,7 @@ minute and answer latency p50/p95 over the last hour. Audio and transcript delta
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -40,18 +41,24 @@ def stamp(at: datetime) -> str:
 
 
 class Board:
-    """Every call's state and record, and the reasons of their decisions."""
+    """Every call's state and record, and the reasons of their decisions: live calls always, ended calls up
+    to `keep_ended` (the ones that ended first are forgotten first)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, keep_ended: int = 100_000) -> None:
         self.states: dict[str, CallState] = {}
         self.records: dict[str, CallRecord] = {}
         self.reasons: dict[str, str] = {}
         self.last_seq = 0
+        self._keep_ended = keep_ended
+        self._ended: deque[str] = deque()
 
     def load(self, states: Mapping[str, CallState], records: Mapping[str, CallRecord]) -> None:
         """Start from stored projections (events at or below each state's `last_seq` then change nothing)."""
         self.states.update(states)
         self.records.update(records)
+        ended = sorted((s for s in states.values() if s.phase == "ended"), key=lambda s: s.ended_at or "")
+        self._ended.extend(s.call_id for s in ended)
+        self._forget()
 
     def apply(self, event: LogEvent) -> CallState | None:
         """Fold `event` in; the call's new state when its row in the live table changes, else None."""
@@ -71,7 +78,17 @@ class Board:
         if new is None or new is old:
             return None
         self.states[event.call_id] = new
+        if new.phase == "ended" and (old is None or old.phase != "ended"):
+            self._ended.append(event.call_id)
+            self._forget()
         return new
+
+    def _forget(self) -> None:
+        while len(self._ended) > self._keep_ended:
+            call_id = self._ended.popleft()
+            self.states.pop(call_id, None)
+            self.records.pop(call_id, None)
+            self.reasons.pop(call_id, None)
 
     def live(self, *, now: datetime, keep_ended_s: float = 30.0) -> list[CallState]:
         """Calls not ended, and those that ended in the last `keep_ended_s`, newest first."""

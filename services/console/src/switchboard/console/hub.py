@@ -26,6 +26,7 @@ from switchboard.shared.errors import BusUnavailable
 from switchboard.shared.lifecycle import cancel_and_wait
 from switchboard.shared.logging import get_logger
 from switchboard.shared.projections import CALL_RECORDS, CALL_STATE
+from switchboard.shared.projections.call_record import CallRecord
 from switchboard.shared.projections.call_state import CallState
 from switchboard.shared.projections.store import ProjectionStore
 from switchboard.shared.schema import LogEvent
@@ -118,10 +119,12 @@ class Hub:
 
     async def start(self) -> None:
         """Load the projections and start reading the log (`ready` is set once caught up)."""
-        store = await ProjectionStore(self._bus, (CALL_STATE, CALL_RECORDS), ttl_s=self._ttl_s).open()
         floor = await self._projector_floor()
-        states = await store.all(CALL_STATE) if floor else {}
-        records = await store.all(CALL_RECORDS) if floor else {}
+        states: dict[str, CallState] = {}
+        records: dict[str, CallRecord] = {}
+        if floor:  # what the projector has applied is in its buckets; without one, read the whole log
+            store = await ProjectionStore(self._bus, (CALL_STATE, CALL_RECORDS), ttl_s=self._ttl_s).open()
+            states, records = await store.all(CALL_STATE), await store.all(CALL_RECORDS)
         self.board.load(states, records)
         self._ring_floor = floor
         log.info("console_loaded", calls=len(states), after_seq=floor)

@@ -13,9 +13,10 @@ from aiohttp import web
 
 from switchboard.console.hub import Hub
 from switchboard.console.web import ConsoleApp, close_streams
+from switchboard.shared import events
 from switchboard.shared.bus import Bus, connected
 from switchboard.shared.config import Settings
-from switchboard.shared.errors import ConfigError
+from switchboard.shared.errors import BusUnavailable, ConfigError
 from switchboard.shared.health import start_site
 from switchboard.shared.logging import get_logger
 
@@ -52,7 +53,7 @@ class Console:
     async def start(self) -> None:
         if self._bus is None:
             self._bus = await Bus.for_service(self._settings, "console")
-        await self._bus.ensure_stream()
+        await self._wait_for_stream()
         self.hub = Hub(self._bus, ttl_s=self._settings.stream_max_age_s)
         await self.hub.start()
         token = self._settings.console_token.reveal() if self._settings.console_token is not None else None
@@ -66,6 +67,19 @@ class Console:
             self._runner, self._settings.console_host, self._settings.console_port, variable="CONSOLE_PORT"
         )
         log.info("console_listening", port=self.bound_port, auth=self._settings.console_auth)
+
+    async def _wait_for_stream(self, timeout_s: float = 30.0) -> None:
+        """The console only reads (on Kubernetes as the read-only apps user): it waits for the ingress to
+        create the CALLS stream instead of creating it."""
+        assert self._bus is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while not await self._bus.stream_exists():
+            if loop.time() > deadline:
+                raise BusUnavailable(
+                    f"no {events.STREAM} stream after {timeout_s:g} s: start the ingress, which creates it"
+                )
+            await asyncio.sleep(0.5)
 
     async def run(self) -> None:
         try:

@@ -41,7 +41,8 @@
     var series = {
       "chart-calls": [[data.t, data.calls], [{}, { label: "calls", stroke: "#0b5cad", fill: "rgba(11,92,173,.1)" }]],
       "chart-latency": [[data.t, data.p50, data.p95],
-        [{}, { label: "p50 ms", stroke: "#1a7f37", spanGaps: true }, { label: "p95 ms", stroke: "#cf222e", spanGaps: true }]],
+        [{}, { label: "p50 ms", stroke: "#1a7f37", spanGaps: true, points: { show: true } },
+        { label: "p95 ms", stroke: "#cf222e", spanGaps: true, points: { show: true } }]],
     };
     Object.keys(series).forEach(function (id) {
       var el = document.getElementById(id);
