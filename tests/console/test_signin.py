@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import aiohttp
 
 from switchboard.cli.local import LocalSystem
+from switchboard.cli.main import _banner
 from tests.console.conftest import TOKEN, console_url, emulator
 from tests.e2e.conftest import attached_call
 
@@ -58,3 +61,10 @@ async def test_a_cookie_altered_by_hand_signs_nobody_in(system: LocalSystem, ano
     anonymous.cookie_jar.update_cookies({"switchboard_console": "Ym9i.0000"})
     async with anonymous.get(base + "/") as r:
         assert r.status == 401
+
+
+async def test_the_banner_of_up_prints_the_consoles_url_with_its_token(system: LocalSystem, tmp_path: Path) -> None:
+    """`switchboard up` prints `Console at http://127.0.0.1:PORT/?token=…`, the URL that signs in."""
+    assert system.settings.nats_url is not None
+    lines = _banner(system, tmp_path, system.settings.nats_url)
+    assert f"  Console at {console_url(system)}/?token={TOKEN} (open it once to sign in)" in lines
