@@ -1,6 +1,6 @@
 # One image per service, each a target of this file, each holding only its distribution's dependency
 # closure as locked in uv.lock:
-#   docker build --target ingress -t switchboard-ingress .     (also controller, session, projector, cli)
+#   docker build --target ingress -t switchboard-ingress .     (also controller, session, projector, console, cli)
 # The `cli` target is the `switchboard` command (replay, calls, policy push, … from a Job or a shell).
 # Multi-stage: `builder` installs each closure into its own virtualenv with uv (from the lock, never
 # re-resolved); each final stage starts again from the slim Python image and copies one virtualenv.
@@ -22,7 +22,8 @@ COPY services ./services
 COPY emulator ./emulator
 COPY cli ./cli
 # --no-editable: the workspace's own packages are built into the virtualenv, so /src is not needed later.
-RUN for package in switchboard-ingress switchboard-controller switchboard-session switchboard-projector switchboard; do \
+RUN for package in switchboard-ingress switchboard-controller switchboard-session switchboard-projector \
+                   switchboard-console switchboard; do \
       UV_PROJECT_ENVIRONMENT=/opt/$package uv sync --frozen --no-default-groups --no-editable \
         --package $package --python /usr/local/bin/python || exit 1; \
     done
@@ -56,6 +57,12 @@ FROM runtime AS projector
 COPY --from=builder /opt/switchboard-projector /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 ENTRYPOINT ["switchboard-projector"]
+
+FROM runtime AS console
+COPY --from=builder /opt/switchboard-console /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+EXPOSE 8090
+ENTRYPOINT ["switchboard-console"]
 
 FROM runtime AS cli
 COPY --from=builder /opt/switchboard /opt/venv

@@ -31,7 +31,9 @@ demo: $(STAMP)
 up: $(STAMP)
 	$(BIN)/switchboard up
 
+# The console's browser tests (tests/console/test_browser.py) drive the system's chromium when there is one.
 test: $(STAMP)
+	@command -v chromium >/dev/null 2>&1 || echo "make test: no chromium installed, so the console's browser tests are SKIPPED (apt-get install chromium runs them)"
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest
@@ -49,6 +51,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.intake --profile
 	$(BIN)/python -m bench.relay --profile
 	$(BIN)/python -m bench.failover
+	$(BIN)/python -m bench.console
 	if [ -f bench/replay.py ]; then $(BIN)/python bench/replay.py; fi
 	$(BIN)/python -m bench.report
 

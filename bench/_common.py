@@ -60,6 +60,12 @@ class Latency:
             self.record_s(value)
         return self
 
+    def merge(self, other: Latency) -> Latency:
+        """Add every value `other` recorded."""
+        self._h.add(other._h)
+        self.negative += other.negative
+        return self
+
     @property
     def count(self) -> int:
         return int(self._h.get_total_count())

@@ -182,12 +182,16 @@ class System:
         return await self._spawn("emulator", argv, self.env(), f"{self.emulator_url}/_emulator/healthz")
 
     async def start_service(self, service: str, name: str | None = None, **extra: str) -> Process:
-        """``switchboard ingress|controller|session`` as a container would run it."""
+        """``switchboard ingress|controller|session|console`` as a container would run it."""
         env = self.env(**extra)
         if service == "ingress":
             port = env.setdefault("INGRESS_PORT", str(free_port()))
             env.setdefault("INGRESS_HOST", LOOPBACK)
             env["HEALTH_PORT"] = "0"
+            ready = f"http://{LOOPBACK}:{port}/readyz"
+        elif service == "console":
+            port = env.setdefault("CONSOLE_PORT", str(free_port()))
+            env.setdefault("CONSOLE_HOST", LOOPBACK)
             ready = f"http://{LOOPBACK}:{port}/readyz"
         else:
             health = env.setdefault("HEALTH_PORT", str(free_port()))

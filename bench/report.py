@@ -109,11 +109,17 @@ def failover(results: dict[str, Any]) -> list[str]:
     ]
 
 
+def console(results: dict[str, Any]) -> list[str]:
+    from bench.console import report
+
+    return [f"**{line}**" if i == 0 else line for i, line in enumerate(report(results).splitlines())]
+
+
 def render(directory: Path) -> str:
-    found = {name: _load(directory, name) for name in ("intake", "relay", "failover")}
+    found = {name: _load(directory, name) for name in ("intake", "relay", "failover", "console")}
     machines = [r["machine"] for r in found.values() if r is not None]
     lines = [f"Measured on {machine_line(machines[0])}.", ""] if machines else ["No results yet: run `make bench`."]
-    for name, fn in (("intake", intake), ("relay", relay), ("failover", failover)):
+    for name, fn in (("intake", intake), ("relay", relay), ("failover", failover), ("console", console)):
         results = found[name]
         if results is not None:
             lines += [*fn(results), ""]

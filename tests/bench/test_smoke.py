@@ -49,3 +49,11 @@ def test_failover_smoke(tmp_path: Path) -> None:
     results = run_smoke("bench.failover", tmp_path)
     repeats = results["repeats"]
     assert isinstance(repeats, list) and len(repeats) == 1 and repeats[0]["taken_by"] != repeats[0]["killed"]
+
+
+@pytest.mark.timeout(120)
+def test_console_smoke(tmp_path: Path) -> None:
+    """The console benchmark's SSE clients read row updates while calls come and go."""
+    results = run_smoke("bench.console", tmp_path)
+    result = results["result"]
+    assert isinstance(result, dict) and result["console_alive"] and result["latency"]["count"] > 0

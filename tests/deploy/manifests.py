@@ -30,7 +30,9 @@ KUBERNETES_VERSION = "1.33"
 OVERLAYS = ("dev", "prod")
 # "base" is the base's files as written; the overlays are rendered.
 TARGETS = ("base", *OVERLAYS)
-SERVICES = ("ingress", "controller", "session", "projector")
+SERVICES = ("ingress", "controller", "session", "projector", "console")
+# The third-party Deployment: oauth2-proxy in front of the console (its own image, user and probes).
+CONSOLE_PROXY = "switchboard-console-proxy"
 # Services that must run as exactly one pod (events applied in order): replicas 1, recreated, never surged.
 SINGLETONS = ("projector",)
 

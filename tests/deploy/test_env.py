@@ -15,6 +15,7 @@ REQUIRED = {
     "controller": {"NATS_URL", "OPENAI_API_KEY"},
     "session": {"NATS_URL", "OPENAI_API_KEY"},
     "projector": {"NATS_URL"},
+    "console": {"NATS_URL"},  # behind oauth2-proxy (SWITCHBOARD_CONSOLE_AUTH=proxy): no token
 }
 # The secrets each service is given, and no more: the projector talks to NATS only.
 SECRETS = {
@@ -22,6 +23,7 @@ SECRETS = {
     "controller": {"NATS_URL", "OPENAI_API_KEY"},
     "session": {"NATS_URL", "OPENAI_API_KEY"},
     "projector": {"NATS_URL"},
+    "console": {"NATS_URL"},  # behind oauth2-proxy (SWITCHBOARD_CONSOLE_AUTH=proxy): no token
 }
 # The settings every service must share: the stream's (which the services create idempotently, and whose
 # replicas and retention the projector also gives the KV buckets it creates) and the log format.

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+import aiohttp
 import httpx
 import msgspec
 import nats.errors
@@ -28,6 +29,7 @@ import yaml
 from switchboard.cli import log as logcli
 from switchboard.cli.local import new_webhook_secret
 from switchboard.cli.natsserver import find_binary, free_port
+from switchboard.console.service import Console
 from switchboard.controller.policy import load_policy
 from switchboard.controller.service import Controller
 from switchboard.emulator.config import EmulatorConfig
@@ -186,8 +188,9 @@ async def test_each_service_carries_a_call_as_its_own_nats_user(
     permissioned_nats: PermissionedNats, openai: FakeOpenAI, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Ingress, controller and a session worker, each as its own least-privilege user, take a call to its end;
-    the projector, as its own, projects it into KV; `calls` and `transcript` read it as apps; and an
-    operator's `replay --rebuild`, as the projector user, rebuilds the same states."""
+    the projector, as its own, projects it into KV; `calls` and `transcript` read it as apps; an
+    operator's `replay --rebuild`, as the projector user, rebuilds the same states; the console, as its own,
+    shows the call."""
     common = Settings(
         openai_api_key=openai.api_key,
         webhook_secrets=(openai.webhook_secret,),
@@ -242,6 +245,21 @@ async def test_each_service_carries_a_call_as_its_own_nats_user(
         assert rebuilt.startswith("rebuilt call_state, call_records and transcripts"), rebuilt
         rebuilt_state = (await _wait_projected(store, apps, call_id, timeout_s=5))[CALL_STATE.name]
         assert rebuilt_state is not None and rebuilt_state.phase == "ended"  # type: ignore[attr-defined]
+
+        # The console, as its own user, starts from the projections and the log and shows the call.
+        console = Console(as_user("console", console_auth="proxy", console_host="127.0.0.1", console_port=0))
+        await console.start()
+        console_task = asyncio.create_task(console.run())
+        try:
+            async with aiohttp.ClientSession() as http:
+                who = {"X-Auth-Request-Email": "ops@example.com"}
+                async with http.get(f"{console.url}calls/{call_id}", headers=who) as r:
+                    assert r.status == 200 and 'data-kind="ended"' in await r.text()
+                async with http.get(console.url, headers=who) as r:
+                    assert r.status == 200
+        finally:
+            await console.shutdown()
+            await asyncio.wait_for(console_task, 15)
         assert not any(t.done() for t in tasks), [t.exception() for t in tasks if t.done()]
     finally:
         await apps.close()

@@ -6,11 +6,23 @@ import ipaddress
 from typing import Any
 
 import pytest
+import yaml
 
 from switchboard.controller.policy import load_policy
 from switchboard.ingress.app import WEBHOOK_PATH, Ingress
 from switchboard.shared.config import Secret, Settings
-from tests.deploy.manifests import BASE, SERVICES, SINGLETONS, TARGETS, Doc, Manifests, manifests, pod_specs
+from tests.deploy.manifests import (
+    BASE,
+    CONSOLE_PROXY,
+    SERVICES,
+    SINGLETONS,
+    TARGETS,
+    Doc,
+    Manifests,
+    kustomization,
+    manifests,
+    pod_specs,
+)
 
 # Services that serve no HTTP endpoint, so have nothing real to probe (none today: every service serves
 # /healthz and /readyz). One added here must have no probes: the test below insists.
@@ -93,7 +105,8 @@ def test_images_are_pinned_to_a_version(target: str) -> None:
             if m.rendered:
                 assert ":" in image and not image.endswith(":latest"), f"{name}: {image}"
             else:
-                assert image.startswith("switchboard-"), f"{name}: the base names the image; kustomize pins it"
+                pinned = {i["name"] for i in kustomization(BASE)["images"] if i.get("newTag")}
+                assert image in pinned, f"{name}: the base names the image; kustomize pins it"
 
 
 @pytest.mark.parametrize("target", TARGETS)
@@ -235,7 +248,7 @@ def test_only_the_ingress_pods_accept_traffic(target: str) -> None:
     """Only the ingress pods are reachable: on their HTTP port, from the ingress controller and Prometheus only."""
     m = manifests(target)
     for service in SERVICES:
-        if service != "ingress":
+        if service not in ("ingress", "console"):
             assert not _allowed(m, service, "ingress"), f"nothing connects to the {service}"
     http_port = m.container("ingress")["ports"][0]["containerPort"]
     namespaces = set()
@@ -271,7 +284,7 @@ def test_every_service_may_reach_nats_and_only_workers_reach_out(target: str) ->
 def test_only_the_webhook_path_is_exposed_over_tls(target: str) -> None:
     """The Ingress serves only POST /webhooks/openai's path, over TLS, to the Service of the ingress pods."""
     m = manifests(target)
-    (ingress,) = m.of_kind("Ingress")
+    ingress = m.one("Ingress", "switchboard-webhook")
     (rule,) = ingress["spec"]["rules"]
     assert ingress["spec"]["tls"][0]["hosts"] == [rule["host"]]
     (path,) = rule["http"]["paths"]
@@ -279,14 +292,15 @@ def test_only_the_webhook_path_is_exposed_over_tls(target: str) -> None:
     service = m.one("Service", path["backend"]["service"]["name"])
     assert service["spec"]["type"] == "ClusterIP"
     assert _selects({"matchLabels": service["spec"]["selector"]}, _pod_labels(m, "ingress"))
-    assert len(m.of_kind("Service")) == 1, "nothing else gets a Service"
+    others = {s["metadata"]["name"] for s in m.of_kind("Service")} - {service["metadata"]["name"]}
+    assert others == {"switchboard-console", CONSOLE_PROXY}, "nothing else gets a Service"
 
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_the_proxy_and_the_ingress_refuse_the_same_body_size(target: str) -> None:
     """The Ingress's proxy-body-size is the ingress's INGRESS_MAX_BODY_BYTES, so either refusal is the same."""
     m = manifests(target)
-    (ingress,) = m.of_kind("Ingress")
+    ingress = m.one("Ingress", "switchboard-webhook")
     proxy = ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"]
     units = {"k": 1024, "m": 1024**2}
     assert int(proxy[:-1]) * units[proxy[-1]] == int(m.env("ingress")["INGRESS_MAX_BODY_BYTES"]["value"])
@@ -310,3 +324,50 @@ def test_shipped_policy_is_valid() -> None:
     """The policy the ConfigMap carries loads with the controller's own validation."""
     policy = load_policy(BASE / "policy.yaml")
     assert policy.rules
+
+
+def _proxy_labels(m: Manifests) -> dict[str, str]:
+    labels: dict[str, str] = m.one("Deployment", CONSOLE_PROXY)["spec"]["template"]["metadata"]["labels"]
+    return labels
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_only_the_proxy_reaches_the_console_and_only_through_its_own_tls_host(target: str) -> None:
+    """The console accepts connections from oauth2-proxy's pods alone, on its HTTP port; the proxy from the
+    ingress controller alone; the console's Ingress (TLS) leads to the proxy, never to the console."""
+    m = manifests(target)
+    console_port = m.container("console")["ports"][0]["containerPort"]
+    for rule in _allowed(m, "console", "ingress"):
+        assert [p["port"] for p in rule["ports"]] == [console_port]
+        for peer in rule["from"]:
+            assert set(peer) == {"podSelector"} and _selects(peer["podSelector"], _proxy_labels(m))
+    proxy_rules = [r for p in m.of_kind("NetworkPolicy") if _selects(p["spec"]["podSelector"], _proxy_labels(m))
+                   for r in p["spec"].get("ingress", [])]  # fmt: skip
+    assert proxy_rules and all(
+        [peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] for peer in r["from"]]
+        == ["ingress-nginx"]
+        for r in proxy_rules
+    )
+    ingress = m.one("Ingress", "switchboard-console")
+    (rule,) = ingress["spec"]["rules"]
+    assert ingress["spec"]["tls"][0]["hosts"] == [rule["host"]]
+    (path,) = rule["http"]["paths"]
+    assert path["backend"]["service"]["name"] == CONSOLE_PROXY
+    assert m.env("console")["SWITCHBOARD_CONSOLE_AUTH"]["value"] == "proxy"
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_the_proxy_tells_the_console_who_the_operator_is_and_never_reaches_nats(target: str) -> None:
+    """oauth2-proxy injects X-Auth-Request-Email from the email claim, streams to the console unbuffered,
+    and may reach only the console, DNS and HTTPS outside the cluster (the identity provider)."""
+    m = manifests(target)
+    config = yaml.safe_load(m.one("ConfigMap", "switchboard-console-oauth")["data"]["alpha.yaml"])
+    (header,) = config["injectRequestHeaders"]
+    assert (header["name"], header["values"]) == ("X-Auth-Request-Email", [{"claim": "email"}])
+    (upstream,) = config["upstreamConfig"]["upstreams"]
+    assert upstream["uri"] == "http://switchboard-console:8090" and upstream["flushInterval"]
+    egress = [r for p in m.of_kind("NetworkPolicy") if _selects(p["spec"]["podSelector"], _proxy_labels(m))
+              for r in p["spec"].get("egress", [])]  # fmt: skip
+    assert {p["port"] for r in egress for p in r["ports"]} == {53, 443, 8090}
+    annotations = m.one("Ingress", "switchboard-console")["metadata"]["annotations"]
+    assert annotations["nginx.ingress.kubernetes.io/proxy-buffering"] == "off"

@@ -13,13 +13,16 @@ CUSTOM_KINDS = {"ScaledObject": "keda.sh/v1alpha1"}
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_overlay_renders_with_kustomize(overlay: str) -> None:
-    """`kubectl kustomize` renders the overlay into Switchboard's four Deployments and their companions."""
+    """`kubectl kustomize` renders the overlay into Switchboard's five Deployments, the console's oauth2-proxy
+    and their companions."""
     m = manifests(overlay)
     assert {d["metadata"]["name"] for d in m.of_kind("Deployment")} == {
         "switchboard-ingress",
         "switchboard-controller",
         "switchboard-session",
         "switchboard-projector",
+        "switchboard-console",
+        "switchboard-console-proxy",
     }
     assert all(d["metadata"].get("namespace") for d in m.docs if d["kind"] != "Namespace")
 

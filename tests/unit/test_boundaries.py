@@ -27,6 +27,7 @@ MEMBERS = (
     "services/controller",
     "services/session",
     "services/projector",
+    "services/console",
     "emulator",
     "cli",
 )

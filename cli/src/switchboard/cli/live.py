@@ -12,33 +12,24 @@ the calls in the log; `transcript`, `replay --call` and `tail --call` use it too
 from __future__ import annotations
 
 import argparse
+import getpass
 from typing import Any
 
 import msgspec
 
 from switchboard.shared import events
 from switchboard.shared.bus import ONE_SHOT_CONNECT_S, Bus
+from switchboard.shared.commands import VERB_SUBJECT, send_command
 from switchboard.shared.config import Settings
-from switchboard.shared.errors import BusUnavailable, ConfigError, NoResponder, SwitchboardError
+from switchboard.shared.errors import BusUnavailable, ConfigError, SwitchboardError
 from switchboard.shared.sip import target_uri_problem
 
-VERBS = ("say", "send", "hangup", "transfer")
-_SUBJECT_VERB = {"say": "say", "send": "send", "hangup": "hangup", "transfer": "refer"}
-_REPLY_TIMEOUT_S = 15.0  # the controller answers a hangup or refer only after OpenAI has
+VERBS = tuple(VERB_SUBJECT)
 _SHOWN_MATCHES = 5
 
 
 class UnknownCall(SwitchboardError):
     """No call in the log has this id or prefix, or more than one has the prefix."""
-
-
-class CommandRefused(SwitchboardError):
-    """The worker or controller answered the command with an error, or nobody holds the call."""
-
-
-class _Reply(msgspec.Struct):
-    ok: bool
-    error: str | None = None
 
 
 def add_parsers(sub: Any) -> None:
@@ -103,25 +94,23 @@ def _body(args: argparse.Namespace) -> bytes:
     return b"{}"
 
 
+def _operator() -> str | None:
+    """Who runs the command, for the ``command.*`` event: ``cli:<login name>``."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no login name for this uid
+        return None
+
+
 async def run(settings: Settings, args: argparse.Namespace) -> int:
     """Send the verb's command to the call and print the outcome."""
     body = _body(args)
     bus = await Bus.connect(settings.require_nats_url(), name=args.command, give_up_after_s=ONE_SHOT_CONNECT_S)
     try:
         call_id = await resolve_call(bus, args.call)
-        verb = _SUBJECT_VERB[args.command]
-        try:
-            raw = await bus.request(f"cmd.{call_id}.{verb}", body, timeout_s=_REPLY_TIMEOUT_S)
-        except NoResponder:
-            raise CommandRefused(f"nobody holds call {call_id}: it has ended, or no worker runs") from None
+        await send_command(bus, call_id, args.command, msgspec.json.decode(body), operator=_operator())
     finally:
         await bus.close()
-    try:
-        reply = msgspec.json.decode(raw, type=_Reply)
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        raise CommandRefused(f"{args.command} {call_id}: unreadable reply {raw[:200]!r}") from None
-    if not reply.ok:
-        raise CommandRefused(f"{args.command} {call_id} refused: {reply.error or 'no reason given'}")
     done = {
         "say": f"the agent of {call_id} was asked to say it",
         "send": f"sent {msgspec.json.decode(body).get('type')} on {call_id}",

@@ -23,6 +23,7 @@ import msgspec
 from switchboard.cli.natsserver import NatsServer, port_is_free
 from switchboard.cli.render import highlight, render
 from switchboard.cli.sample_tools import SampleTools
+from switchboard.console.service import Console
 from switchboard.controller.policy import load_policy
 from switchboard.controller.service import Controller
 from switchboard.emulator.config import EmulatorConfig
@@ -73,6 +74,7 @@ class LocalSystem:
         self.session_workers: list[SessionWorker] = []
         self.projector: Projector | None = None
         self.tools: SampleTools | None = None
+        self.console: Console | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -98,9 +100,12 @@ class LocalSystem:
                 raise ConfigError("OPENAI_WEBHOOK_SECRET is required when OPENAI_API_KEY is set")
             webhook_secrets = (Secret(new_webhook_secret()),)
         # One process: the ingress serves health on its own port; the others' side doors would collide.
+        # The console listens on this machine only, signed in to with the given token or a fresh one.
+        console_token = base.console_token or Secret(secrets.token_urlsafe(24))
         self.settings = msgspec.structs.replace(
-            base, nats_url=nats_url, openai_api_key=api_key, webhook_secrets=webhook_secrets, health_port=None
-        )
+            base, nats_url=nats_url, openai_api_key=api_key, webhook_secrets=webhook_secrets, health_port=None,
+            console_token=console_token, console_auth="token", console_host="127.0.0.1",
+        )  # fmt: skip
         self.ingress = Ingress(self.settings)
         await self.ingress.start()
         if use_emulator:
@@ -126,13 +131,15 @@ class LocalSystem:
         self.session_workers = [SessionWorker(self.settings, worker=f"worker-{i + 1}") for i in range(self._workers)]
         self.projector = Projector(self.settings)  # keeps call_state/call_records/transcripts for `calls`
         self.tools = SampleTools(self.settings) if self._sample_tools else None  # the built-in policy's lookup_order
+        self.console = Console(self.settings)
+        await self.console.start()  # binds CONSOLE_PORT now: a taken port stops `up` with one line
         for service in self._services():
             self._tasks.append(asyncio.create_task(service.run(), name=service.name))
         await self._wait_ready()
 
     def _services(self) -> list[Service]:
         """The services started so far, in start order."""
-        parts = (self.ingress, self.controller, *self.session_workers, self.projector, self.tools)
+        parts = (self.ingress, self.controller, *self.session_workers, self.projector, self.tools, self.console)
         return [s for s in parts if s is not None]
 
     async def _start_nats(self) -> str:
@@ -162,6 +169,13 @@ class LocalSystem:
             if asyncio.get_running_loop().time() > deadline:
                 raise TimeoutError(f"services not ready within {timeout_s:g} s")
             await asyncio.sleep(0.01)
+
+    @property
+    def console_url(self) -> str | None:
+        """The console's sign-in URL (with the token), once it listens."""
+        if self.console is None or self.console.bound_port is None or self.settings.console_token is None:
+            return None
+        return f"{self.console.url}?token={self.settings.console_token.reveal()}"
 
     async def wait(self) -> None:
         """Return when any service stops on its own (an error), re-raising its failure."""
@@ -284,7 +298,8 @@ async def run_demo(
     printer = asyncio.create_task(show())
     t0 = time.monotonic()
     try:
-        print(f"Switchboard demo: NATS {system.settings.nats_url}, OpenAI emulator {system.emulator.url}\n", flush=True)
+        print(f"Switchboard demo: NATS {system.settings.nats_url}, OpenAI emulator {system.emulator.url}", flush=True)
+        print(f"Console: {system.console_url}\n", flush=True)
         for sample in SAMPLE_CALLS:
             call_id = system.emulator.place_call(sample.caller, sample.dialled, script=sample.script)
             expected[call_id] = sample

@@ -28,7 +28,7 @@ from switchboard.shared.lifecycle import run as _run
 if TYPE_CHECKING:
     from switchboard.cli.local import LocalSystem
 
-SERVICES = ("ingress", "controller", "session", "projector")
+SERVICES = ("ingress", "controller", "session", "projector", "console")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -49,6 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("ingress", help="run the webhook ingress (also `switchboard-ingress`)")
     sub.add_parser("controller", help="run the call controller (also `switchboard-controller`)")
     sub.add_parser("session", help="run a session worker (also `switchboard-session`)")
+    sub.add_parser("console", help="run the operator console on CONSOLE_PORT (also `switchboard-console`)")
     sub.add_parser("secret", help="print a fresh webhook secret (whsec_…) for OPENAI_WEBHOOK_SECRET on local runs")
 
     emulator = sub.add_parser("emulator", help="run the OpenAI emulator on EMULATOR_PORT")
@@ -103,7 +104,8 @@ def _parser() -> argparse.ArgumentParser:
 
 _READER: dict[str, str | None] = {
     "demo": "local", "up": "local", "ingress": "ingress", "controller": "controller", "session": "session",
-    "projector": "projector", "emulator": "emulator", "call": "call", "secret": None, "policy": None,
+    "projector": "projector", "console": "console", "emulator": "emulator", "call": "call", "secret": None,
+    "policy": None,
 }  # fmt: skip
 """Which variables (`config.READS`) each command's `--help` lists; the rest read the log ("log")."""
 
@@ -152,6 +154,8 @@ NATS_PORT = 4222
 def _banner(system: LocalSystem, data_dir: Path, nats_url: str) -> list[str]:
     """What `up` prints once everything is ready: where it runs and how to reach it."""
     lines = [f"Switchboard is up. NATS_URL={nats_url}"]
+    if system.console_url is not None:
+        lines.append(f"  Console at {system.console_url} (open it once to sign in)")
     if system.nats is not None and system.nats.port != NATS_PORT:
         lines.append(f"  NATS is on port {system.nats.port}: port {NATS_PORT} is taken")
     if system.emulator is not None:
@@ -255,6 +259,8 @@ def _service(name: str) -> int:
         from switchboard.controller.main import main as service
     elif name == "session":
         from switchboard.session.main import main as service
+    elif name == "console":
+        from switchboard.console.main import main as service
     else:
         from switchboard.projector.main import main as service
     return service([])

@@ -74,6 +74,12 @@ VARIABLES = {
         Variable("SWITCHBOARD_DUPLICATE_WINDOW_S", "120", "how long the stream remembers a message id"),
         Variable("SWITCHBOARD_LOG_FORMAT", "console", "console or json logs on stderr"),
         Variable("SWITCHBOARD_NATS_FAST_PATH", "on", "off: nats-py's public API only"),
+        Variable("CONSOLE_PORT", "8090", "the console's HTTP port"),
+        Variable("CONSOLE_HOST", "0.0.0.0", "the address the console listens on"),
+        Variable("SWITCHBOARD_CONSOLE_TOKEN", "required with the token sign-in (`up`/`demo`: generated)",
+                 "the console's sign-in token"),
+        Variable("SWITCHBOARD_CONSOLE_AUTH", "token",
+                 "token: sign in with the token; proxy: trust X-Auth-Request-Email from oauth2-proxy"),
         Variable("LOG_LEVEL", "info", "debug, info, warning or error"),
     )
 }  # fmt: skip
@@ -89,6 +95,8 @@ READS = {
     "session": ("NATS_URL", "OPENAI_API_KEY", "OPENAI_BASE_URL", "SWITCHBOARD_WORKER", "SESSION_MAX_CALLS",
                 "SESSION_DRAIN_GRACE_S", "HEALTH_PORT", *_STREAM, *_LOGGING),
     "projector": ("NATS_URL", "HEALTH_PORT", *_STREAM, *_LOGGING),
+    "console": ("NATS_URL", "CONSOLE_PORT", "CONSOLE_HOST", "SWITCHBOARD_CONSOLE_TOKEN", "SWITCHBOARD_CONSOLE_AUTH",
+                *_STREAM, *_LOGGING),
     "emulator": ("EMULATOR_PORT", "INGRESS_PORT", "OPENAI_API_KEY", "OPENAI_WEBHOOK_SECRET", *_LOGGING),
     "local": tuple(VARIABLES),  # up and demo run everything
     "log": ("NATS_URL", "SWITCHBOARD_STREAM_MAX_AGE_S", "SWITCHBOARD_NATS_FAST_PATH", *_LOGGING),
@@ -134,6 +142,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log_format: str = "console"
     log_level: str = "info"
     nats_fast_path: bool = True
+    console_port: int = 8090
+    console_host: str = "0.0.0.0"
+    console_token: Secret | None = None
+    console_auth: str = "token"
+    """``token`` (sign in with `console_token`) or ``proxy`` (behind oauth2-proxy: X-Auth-Request-Email)."""
 
     def require_nats_url(self) -> str:
         if not self.nats_url:
@@ -236,4 +249,15 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         log_format=log_format,
         log_level=env.get("LOG_LEVEL", "info").lower(),
         nats_fast_path=_switch(env, "SWITCHBOARD_NATS_FAST_PATH", True),
+        console_port=_int(env, "CONSOLE_PORT", 8090),
+        console_host=env.get("CONSOLE_HOST", "0.0.0.0"),
+        console_token=Secret(token) if (token := env.get("SWITCHBOARD_CONSOLE_TOKEN")) else None,
+        console_auth=_console_auth(env),
     )
+
+
+def _console_auth(env: Mapping[str, str]) -> str:
+    raw = (env.get("SWITCHBOARD_CONSOLE_AUTH") or "token").strip().lower()
+    if raw not in ("token", "proxy"):
+        raise ConfigError(f"SWITCHBOARD_CONSOLE_AUTH must be 'token' or 'proxy', got {raw!r}")
+    return raw

@@ -295,3 +295,5 @@ class CommandRecord(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tru
     ok: bool
     error: str | None = None
     served_by: str | None = None
+    operator: str | None = None
+    """Who asked: the request body's ``operator`` (the console's signed-in operator, the CLI's user)."""

@@ -60,6 +60,7 @@ from switchboard.controller.redelivery import (
 )
 from switchboard.shared import events, tracing
 from switchboard.shared.bus import Ack, Bus, Delivery, Outcome, connected
+from switchboard.shared.commands import take_operator
 from switchboard.shared.config import Settings
 from switchboard.shared.errors import AlreadyRecorded, BusUnavailable, UpstreamError
 from switchboard.shared.health import HealthServer
@@ -421,6 +422,9 @@ class Controller:
         error: str | None = None
         if not events.is_safe_call_id(call_id):
             return msgspec.json.encode({"ok": False, "error": "not a valid call id"})
+        operator: str | None = None
+        if isinstance(command, dict):
+            command, operator = take_operator(command)
         if not isinstance(command, dict):
             error, command = "the command must be a JSON object", {}
         elif verb == "refer":
@@ -436,11 +440,13 @@ class Controller:
         else:
             hangup = self._calls.hangup(call_id, surface=await self._surface_of(call_id))
             error = await self._command_rest(call_id, "hungup", hangup)
-        record = events.CommandRecord(verb=verb, command=command, ok=error is None, error=error, served_by=CONSUMER)
+        record = events.CommandRecord(
+            verb=verb, command=command, ok=error is None, error=error, served_by=CONSUMER, operator=operator
+        )
         with contextlib.suppress(BusUnavailable):
             await self._bus.record(call_id, f"command.{verb}", record, msg_id=f"{call_id}:cmd:{uuid.uuid4().hex}")
         self.telemetry.commands.labels(verb=verb, ok=str(error is None).lower()).inc()
-        log.info("command_served", call_id=call_id, verb=verb, error=error)
+        log.info("command_served", call_id=call_id, verb=verb, operator=operator, error=error)
         return msgspec.json.encode({"ok": True} if error is None else {"ok": False, "error": error})
 
     async def _surface_of(self, call_id: str) -> events.Surface:

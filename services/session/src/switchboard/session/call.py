@@ -31,6 +31,7 @@ from switchboard.session.relay import Publisher
 from switchboard.session.telemetry import SessionMetrics
 from switchboard.shared import events, tracing
 from switchboard.shared.bus import Bus
+from switchboard.shared.commands import take_operator
 from switchboard.shared.errors import BusUnavailable, LeaseLost, NoResponder, UpstreamError
 from switchboard.shared.logging import get_logger
 from switchboard.shared.openai import CallsClient, ServerEvent, Sideband
@@ -411,6 +412,9 @@ class CallSession:
         except msgspec.DecodeError:
             command = None
         error: str | None = None
+        operator: str | None = None
+        if isinstance(command, dict):
+            command, operator = take_operator(command)
         if not isinstance(command, dict):
             error = "the command must be a JSON object"
             command = {}
@@ -425,7 +429,9 @@ class CallSession:
                 error = "send needs a client event with a 'type'"
             else:
                 error = await self._try_send(command)
-        record = events.CommandRecord(verb=verb, command=command, ok=error is None, error=error, served_by=self.worker)
+        record = events.CommandRecord(
+            verb=verb, command=command, ok=error is None, error=error, served_by=self.worker, operator=operator
+        )
         with contextlib.suppress(BusUnavailable):
             await self.bus.record(
                 self.call_id, f"command.{verb}", record, msg_id=f"{self.call_id}:cmd:{uuid.uuid4().hex}",

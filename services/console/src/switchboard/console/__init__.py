@@ -1,0 +1,1 @@
+"""Switchboard's operator console: live calls, a call's timeline and transcript, actions, in the browser."""

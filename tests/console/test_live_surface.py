@@ -1,0 +1,41 @@
+"""The console does not care which surface a call is on: a Live call's page shows its folded turns."""
+
+from __future__ import annotations
+
+import re
+
+import aiohttp
+import pytest
+
+from switchboard.cli.local import LocalSystem
+from tests.console.conftest import console_url, emulator
+from tests.waiting import eventually
+
+LIVE_POLICY = """\
+version: 1
+surface: live
+agents:
+  desk: {instructions: You answer for the order desk., greeting: Greet the caller.}
+default: {accept: {agent: desk}}
+"""
+
+
+@pytest.fixture
+def policy() -> str:
+    """Every call answered on Live."""
+    return LIVE_POLICY
+
+
+async def test_a_live_calls_page_shows_its_transcript_as_turns(
+    system: LocalSystem, operator: aiohttp.ClientSession
+) -> None:
+    """Live's transcript fragments appear on the call's page as whole caller and agent turns."""
+    call_id = emulator(system).place_call("+14155550101", "+18005550100", surface="live")
+    hub = system.console.hub  # type: ignore[union-attr]
+    await eventually(lambda: getattr(hub.board.states.get(call_id), "phase", None) == "ended", timeout=20)
+    async with operator.get(f"{console_url(system)}/calls/{call_id}") as r:
+        assert r.status == 200
+        page = await r.text()
+    turns = re.findall(r'<p class="turn (caller|agent)"[^>]*>.*?<b>\w+</b> (.*?)</p>', page, flags=re.S)
+    assert [speaker for speaker, _ in turns] == ["agent", "caller", "agent", "caller", "agent"]
+    assert "check on my order" in turns[1][1]
