@@ -30,6 +30,15 @@ def test_a_health_port_that_is_no_port_is_a_config_error(raw: str) -> None:
         config.load({"HEALTH_PORT": raw})
 
 
+def test_a_trace_url_without_its_placeholder_is_a_config_error() -> None:
+    """SWITCHBOARD_TRACE_URL must say where the trace id goes; a good one is kept as given."""
+    with pytest.raises(ConfigError, match=r"SWITCHBOARD_TRACE_URL must contain \{trace_id\}"):
+        config.load({"SWITCHBOARD_TRACE_URL": "http://jaeger/trace/"})
+    assert config.load({"SWITCHBOARD_TRACE_URL": "http://jaeger/trace/{trace_id}"}).trace_url == (
+        "http://jaeger/trace/{trace_id}"
+    )
+
+
 class _Recording(dict[str, str]):
     """An environment that remembers every name looked up in it."""
 

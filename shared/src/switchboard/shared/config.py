@@ -80,6 +80,8 @@ VARIABLES = {
                  "the console's sign-in token"),
         Variable("SWITCHBOARD_CONSOLE_AUTH", "token",
                  "token: sign in with the token; proxy: trust X-Auth-Request-Email from oauth2-proxy"),
+        Variable("SWITCHBOARD_TRACE_URL", "none: no link",
+                 "the console's link to a call's trace, {trace_id} filled in (Jaeger, Tempo, Grafana)"),
         Variable("LOG_LEVEL", "info", "debug, info, warning or error"),
     )
 }  # fmt: skip
@@ -96,7 +98,7 @@ READS = {
                 "SESSION_DRAIN_GRACE_S", "HEALTH_PORT", *_STREAM, *_LOGGING),
     "projector": ("NATS_URL", "HEALTH_PORT", *_STREAM, *_LOGGING),
     "console": ("NATS_URL", "CONSOLE_PORT", "CONSOLE_HOST", "SWITCHBOARD_CONSOLE_TOKEN", "SWITCHBOARD_CONSOLE_AUTH",
-                *_STREAM, *_LOGGING),
+                "SWITCHBOARD_TRACE_URL", *_STREAM, *_LOGGING),
     "emulator": ("EMULATOR_PORT", "INGRESS_PORT", "OPENAI_API_KEY", "OPENAI_WEBHOOK_SECRET", *_LOGGING),
     "local": tuple(VARIABLES),  # up and demo run everything
     "log": ("NATS_URL", "SWITCHBOARD_STREAM_MAX_AGE_S", "SWITCHBOARD_NATS_FAST_PATH", *_LOGGING),
@@ -147,6 +149,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     console_token: Secret | None = None
     console_auth: str = "token"
     """``token`` (sign in with `console_token`) or ``proxy`` (behind oauth2-proxy: X-Auth-Request-Email)."""
+    trace_url: str | None = None
+    """The console's link to a call's trace: a URL with ``{trace_id}`` (e.g. Jaeger's ``…/trace/{trace_id}``)."""
 
     def require_nats_url(self) -> str:
         if not self.nats_url:
@@ -253,7 +257,15 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         console_host=env.get("CONSOLE_HOST", "0.0.0.0"),
         console_token=Secret(token) if (token := env.get("SWITCHBOARD_CONSOLE_TOKEN")) else None,
         console_auth=_console_auth(env),
+        trace_url=_trace_url(env),
     )
+
+
+def _trace_url(env: Mapping[str, str]) -> str | None:
+    template = env.get("SWITCHBOARD_TRACE_URL") or None
+    if template is not None and "{trace_id}" not in template:
+        raise ConfigError(f"SWITCHBOARD_TRACE_URL must contain {{trace_id}}, got {template!r}")
+    return template
 
 
 def _console_auth(env: Mapping[str, str]) -> str:

@@ -59,7 +59,7 @@ class Console:
         token = self._settings.console_token.reveal() if self._settings.console_token is not None else None
         self._app = ConsoleApp(
             self.hub, self._bus, mode=self._settings.console_auth, token=token,
-            ready=lambda: self.ready and connected(self._bus),
+            ready=lambda: self.ready and connected(self._bus), trace_url=self._settings.trace_url,
         )  # fmt: skip
         self._runner = web.AppRunner(self._app.build(), access_log=None, shutdown_timeout=2.0)
         await self._runner.setup()

@@ -87,8 +87,12 @@ def sse(name: str, data: str, seq: int | None = None) -> bytes:
 class ConsoleApp:
     """The web application over one `Hub`."""
 
-    def __init__(self, hub: Hub, bus: Bus, *, mode: str, token: str | None, ready: Callable[[], bool]) -> None:
+    def __init__(
+        self, hub: Hub, bus: Bus, *, mode: str, token: str | None, ready: Callable[[], bool],
+        trace_url: str | None = None,
+    ) -> None:  # fmt: skip
         self.hub = hub
+        self._trace_url = trace_url
         self._bus = bus
         self._mode = mode
         self._token = token
@@ -234,9 +238,12 @@ class ConsoleApp:
 
     def _status(self, call_id: str) -> dict[str, Any]:
         board = self.hub.board
+        record = board.records.get(call_id)
+        trace_id = record.trace_id if record is not None else None
+        trace = self._trace_url.replace("{trace_id}", trace_id) if self._trace_url and trace_id else None
         return {
-            "state": board.states.get(call_id), "record": board.records.get(call_id),
-            "reason": board.reasons.get(call_id, ""),
+            "state": board.states.get(call_id), "record": record, "reason": board.reasons.get(call_id, ""),
+            "trace_id": trace_id, "trace_link": trace,
         }  # fmt: skip
 
     # --- server-sent events ---------------------------------------------------------------------------
