@@ -49,3 +49,14 @@ def test_failover_smoke(tmp_path: Path) -> None:
     results = run_smoke("bench.failover", tmp_path)
     repeats = results["repeats"]
     assert isinstance(repeats, list) and len(repeats) == 1 and repeats[0]["taken_by"] != repeats[0]["killed"]
+
+
+@pytest.mark.timeout(120)
+def test_capacity_smoke(tmp_path: Path) -> None:
+    """The capacity benchmark answers calls on both systems, counts CPU per call and runs the floor."""
+    results = run_smoke("bench.capacity", tmp_path)
+    rates = results["rates"]
+    assert isinstance(rates, list) and {r["kind"] for r in rates} == {"switchboard", "baseline"}
+    assert all(r["greeted"] > 0 and r["cpu_ms_per_call_system"] is not None for r in rates)
+    floor = results["floor"]
+    assert isinstance(floor, dict) and not floor["failed"] and floor["cpu_ms_per_call_total"] > 0
