@@ -46,13 +46,14 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 # Every performance number in the README, measured side by side with the naive approach: tables on
-# stdout, JSON in bench/results/ (about 30 minutes on 2 cores; each script also takes --smoke).
+# stdout, JSON in bench/results/ (about 40 minutes on 2 cores; each script also takes --smoke).
 bench: $(STAMP)
 	$(BIN)/python -m bench.intake --profile
 	$(BIN)/python -m bench.relay --profile
 	$(BIN)/python -m bench.failover
 	$(BIN)/python -m bench.console
 	if [ -f bench/replay.py ]; then $(BIN)/python bench/replay.py; fi
+	$(BIN)/python -m bench.capacity --profile
 	$(BIN)/python -m bench.report
 
 # The fault-injection suite (tests/faults), long variants included: processes, NATS and OpenAI failing on

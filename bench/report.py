@@ -115,11 +115,48 @@ def console(results: dict[str, Any]) -> list[str]:
     return [f"**{line}**" if i == 0 else line for i, line in enumerate(report(results).splitlines())]
 
 
+def capacity(results: dict[str, Any]) -> list[str]:
+    p = results["params"]
+    best = results["highest_slo_rate"]
+
+    def pair(summary: dict[str, Any]) -> str:
+        return " / ".join("—" if summary[k] is None else f"{summary[k]:,.1f}" for k in ("p50_ms", "p99_ms"))
+
+    rows = [
+        (r["kind"], r["rate"], f"{r['greeted']}/{r['calls']}", pair(r["accept"]), pair(r["greeting"]),
+         r["cpu_ms_per_call_system"],
+         ", ".join(f"{n} {r['cpu_ms_per_call'][n]:.2f}" for n in r["system_processes"]), "yes" if r["slo"] else "no")
+        for r in results["rates"]
+    ]  # fmt: skip
+    floor = results["floor"]
+    headers = ("system", "calls/s", "greeted", "accept p50 / p99 ms", "greeting p50 / p99 ms", "CPU ms/call",
+               "per process", "SLO")  # fmt: skip
+    return [
+        f"**Capacity** — silent calls offered at each rate for {p['seconds']:g} s, each on a fresh system; CPU per "
+        f"answered call from /proc; SLO accept p99 ≤ {p['slo_accept_p99_ms']:g} ms, greeting p99 ≤ "
+        f"{p['slo_greeting_p99_ms']:g} ms, every call greeted:",
+        "",
+        table(headers, rows),
+        "",
+        f"Highest SLO rate: switchboard {best['switchboard']}, baseline {best['baseline']} calls/s. The floor (same "
+        f"hops through nats-server, no logic) at {floor['rate']:g} calls/s: {floor['cpu_ms_per_call_total']} ms CPU "
+        f"per call ({', '.join(f'{k} {v:.2f}' for k, v in floor['cpu_ms_per_call'].items())}).",
+    ]
+
+
 def render(directory: Path) -> str:
-    found = {name: _load(directory, name) for name in ("intake", "relay", "failover", "console")}
+    names = ("intake", "relay", "failover", "console", "capacity")
+    found = {name: _load(directory, name) for name in names}
     machines = [r["machine"] for r in found.values() if r is not None]
     lines = [f"Measured on {machine_line(machines[0])}.", ""] if machines else ["No results yet: run `make bench`."]
-    for name, fn in (("intake", intake), ("relay", relay), ("failover", failover), ("console", console)):
+    renderers = (
+        ("intake", intake),
+        ("relay", relay),
+        ("failover", failover),
+        ("console", console),
+        ("capacity", capacity),
+    )
+    for name, fn in renderers:
         results = found[name]
         if results is not None:
             lines += [*fn(results), ""]

@@ -57,3 +57,14 @@ def test_console_smoke(tmp_path: Path) -> None:
     results = run_smoke("bench.console", tmp_path)
     result = results["result"]
     assert isinstance(result, dict) and result["console_alive"] and result["latency"]["count"] > 0
+
+
+@pytest.mark.timeout(120)
+def test_capacity_smoke(tmp_path: Path) -> None:
+    """The capacity benchmark answers calls on both systems, counts CPU per call and runs the floor."""
+    results = run_smoke("bench.capacity", tmp_path)
+    rates = results["rates"]
+    assert isinstance(rates, list) and {r["kind"] for r in rates} == {"switchboard", "baseline"}
+    assert all(r["greeted"] > 0 and r["cpu_ms_per_call_system"] is not None for r in rates)
+    floor = results["floor"]
+    assert isinstance(floor, dict) and not floor["failed"] and floor["cpu_ms_per_call_total"] > 0

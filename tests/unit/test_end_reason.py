@@ -18,6 +18,7 @@ from switchboard.session.end_reason import (
     SessionEnd,
     SidebandEnd,
     Unreachable,
+    commands_known_absent,
     resolve_end_reason,
 )
 
@@ -111,3 +112,29 @@ def _documented_reasons() -> set[str]:
 def test_every_end_reason_the_session_records_is_documented(reason: str) -> None:
     """Each reason the session can record is in the list of end reasons in docs/events.md."""
     assert re.sub(r"^sideband_closed_\d+$", "sideband_closed_<code>", reason) in _documented_reasons()
+
+
+_LISTENING = 1_000.0
+_ABSENT = {"token": 1, "seen": False, "listening_since": _LISTENING, "accepted_at": _LISTENING + 60,
+           "disconnects_then": 0, "disconnects_now": 0}  # fmt: skip
+
+
+def test_a_first_lease_call_with_no_command_seen_since_well_before_it_needs_no_log_read() -> None:
+    """Listening since before the call was accepted, connected throughout, none seen: none was asked."""
+    assert commands_known_absent(**_ABSENT)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"seen": True},  # a hangup or refer was asked
+        {"token": 2},  # an earlier holder may have served one this worker missed
+        {"listening_since": None},  # not listening yet
+        {"accepted_at": _LISTENING + 1.0},  # accepted too close to when listening began (clock skew)
+        {"accepted_at": None},  # acceptance time unreadable
+        {"disconnects_now": 1},  # the connection dropped: a command may have gone by unseen
+    ],
+)
+def test_any_doubt_about_commands_means_reading_the_log(change: dict[str, object]) -> None:
+    """Each reason to doubt that no command was asked sends the worker to the log for its end reason."""
+    assert not commands_known_absent(**{**_ABSENT, **change})  # type: ignore[arg-type]

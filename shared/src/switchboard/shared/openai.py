@@ -1,12 +1,13 @@
 """The seams to OpenAI: the REST client for calls (accept/reject/refer/hangup) and the sideband socket.
 
-`CallsClient` uses httpx with timeouts and bounded retries (exponential backoff with jitter) on
-transport errors, 429 and 5xx; other 4xx are final. Its requests travel over `AiohttpTransport`:
-httpx's own connection pool costs about 3 ms of CPU per request at 64 concurrent (it scans every pooled
-connection on each request), aiohttp's pool and C parser under 1 ms — the controller's largest cost
-when a burst of calls comes in. Errors become `UpstreamError` carrying the HTTP status and OpenAI's
-error code (``call_id_not_found`` means the caller is gone). The API key is sent
-as a bearer header and never appears in errors or logs.
+`CallsClient` makes its requests with timeouts and bounded retries (exponential backoff with jitter) on
+transport errors, 429 and 5xx; other 4xx are final. They travel on aiohttp's keep-alive pool and C
+parser: httpx's own connection pool cost about 3 ms of CPU per request at 64 concurrent (it scans every
+pooled connection on each request), and even over aiohttp (`AiohttpTransport`) httpx's request and
+response building was half of what an accept cost the controller, so the calls' POSTs go to aiohttp
+directly; the start-up check (``GET models``) still goes through httpx over the same pool. Errors
+become `UpstreamError` carrying the HTTP status and OpenAI's error code (``call_id_not_found`` means
+the caller is gone). The API key is sent as a bearer header and never appears in errors or logs.
 """
 
 from __future__ import annotations
@@ -64,11 +65,14 @@ def _error_fields(body: bytes) -> tuple[str | None, str | None]:
     return (code if isinstance(code, str) else None), (message if isinstance(message, str) else None)
 
 
-def _error_from(response: httpx.Response) -> UpstreamError:
-    code, detail = _error_fields(response.content)
-    where = f" to {response.request.method} {response.request.url}"
-    message = f"OpenAI answered {response.status_code}{where}" + (f": {detail}" if detail is not None else "")
-    return UpstreamError(response.status_code, code, message)
+def _error_from(status: int, content: bytes, method: str, url: str) -> UpstreamError:
+    code, detail = _error_fields(content)
+    message = f"OpenAI answered {status} to {method} {url}" + (f": {detail}" if detail is not None else "")
+    return UpstreamError(status, code, message)
+
+
+class _TransportError(Exception):
+    """A request that got no HTTP answer; its text names what failed (``ConnectError: …``), as httpx does."""
 
 
 @functools.cache
@@ -93,17 +97,22 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+    def session(self) -> aiohttp.ClientSession:
+        """The aiohttp session (created on first use, inside the running loop)."""
         if self._session is None:
             connector = aiohttp.TCPConnector(limit=self._max_connections)
             self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
+        return self._session
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        session = self.session()
         timeouts = request.extensions.get("timeout", {})
         timeout = aiohttp.ClientTimeout(
             total=None, connect=timeouts.get("pool"), sock_connect=timeouts.get("connect"),
             sock_read=timeouts.get("read"),
         )  # fmt: skip
         try:
-            async with self._session.request(
+            async with session.request(
                 request.method,
                 str(request.url),
                 headers=request.headers.multi_items(),
@@ -144,16 +153,48 @@ class CallsClient:
         retry: RetryPolicy | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        self._transport = transport or AiohttpTransport()
+        self._base_url = base_url.rstrip("/") + "/"
+        self._headers = {"Authorization": f"Bearer {api_key.reveal()}", "User-Agent": "switchboard/0.1",
+                         "Content-Type": "application/json"}  # fmt: skip
         self._http = httpx.AsyncClient(
-            base_url=base_url.rstrip("/") + "/",
-            headers={"Authorization": f"Bearer {api_key.reveal()}", "User-Agent": "switchboard/0.1"},
+            base_url=self._base_url,
+            headers={k: v for k, v in self._headers.items() if k != "Content-Type"},
             timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0)),
-            transport=transport or AiohttpTransport(),
+            transport=self._transport,
         )
+        connect_s = min(timeout_s, 5.0)
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, connect=timeout_s, sock_connect=connect_s, sock_read=timeout_s
+        )
+        base = urlsplit(self._base_url)
+        self._proxy = http_proxy(base.scheme, base.hostname or "")
         self._retry = retry or RetryPolicy()
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+    async def _send(self, url: str, payload: bytes) -> tuple[int, bytes]:
+        """One POST over aiohttp: (status, body); `_TransportError` naming what failed as httpx would."""
+        if not isinstance(self._transport, AiohttpTransport):  # another transport given: httpx's way
+            try:
+                answer = await self._http.post(url, content=payload, headers={"Content-Type": "application/json"})
+            except httpx.HTTPError as exc:
+                raise _TransportError(f"{type(exc).__name__}" + (f": {exc}" if str(exc) else "")) from exc
+            return answer.status_code, answer.content
+        session = self._transport.session()
+        try:
+            async with session.post(
+                url, data=payload, headers=self._headers, proxy=self._proxy, allow_redirects=False,
+                timeout=self._timeout,
+            ) as response:  # fmt: skip
+                return response.status, await response.read()
+        except aiohttp.ClientConnectorError as exc:
+            raise _TransportError(f"ConnectError: {exc}") from exc
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            raise _TransportError("ReadTimeout" + (f": {exc}" if str(exc) else "")) from exc
+        except aiohttp.ClientError as exc:
+            raise _TransportError(f"ReadError: {str(exc) or type(exc).__name__}") from exc
 
     async def _post(self, call_id: str, op: str, body: dict[str, Any] | None, surface: Surface) -> CallResult:
         if not tracing.enabled():
@@ -168,20 +209,20 @@ class CallsClient:
             return result
 
     async def _post_untraced(self, call_id: str, op: str, body: dict[str, Any] | None, surface: Surface) -> CallResult:
-        path = f"{_PATHS[surface]}/{quote(call_id, safe='')}/{op}"
+        url = f"{self._base_url}{_PATHS[surface]}/{quote(call_id, safe='')}/{op}"
+        payload = msgspec.json.encode(body if body is not None else {})
         started = time.perf_counter()
         attempt = 0
         while True:
             attempt += 1
             try:
-                response = await self._http.post(path, json=body if body is not None else {})
-            except httpx.HTTPError as exc:
-                why = f"{type(exc).__name__}" + (f": {exc}" if str(exc) else "")
-                error = UpstreamError(None, None, f"OpenAI {op} failed: POST {self._http.base_url.join(path)}: {why}")
+                status, content = await self._send(url, payload)
+            except _TransportError as exc:
+                error = UpstreamError(None, None, f"OpenAI {op} failed: POST {url}: {exc}")
             else:
-                if response.is_success:
-                    return CallResult(response.status_code, round((time.perf_counter() - started) * 1000, 2))
-                error = _error_from(response)
+                if 200 <= status < 300:
+                    return CallResult(status, round((time.perf_counter() - started) * 1000, 2))
+                error = _error_from(status, content, "POST", url)
             if not error.retryable or attempt >= self._retry.attempts:
                 raise error
             await asyncio.sleep(self._retry.delay_s(attempt))

@@ -28,6 +28,10 @@ a replica: whichever replica holds the message when it is due finishes it, so a 
 dies mid-watch loses nothing, and the flag is recorded once (a message id per ``referred`` event, and no
 second flag for a refer already flagged).
 
+A replica remembers, for the calls it decided, which capped rule (if any) each was admitted to, so the
+``ended`` of a call it decided releases its slot (or, mostly, nothing) without reading the decision back;
+a call decided elsewhere, or before a restart, or forgotten past `_ADMITTED_MAX`, reads it as before.
+
 What becomes of a message whose handling met a failure (dropped, retried after how long, or a stored
 decision resumed) is decided by `redelivery`, pure and tested on its own; the handlers here do the I/O.
 """
@@ -85,6 +89,8 @@ DECISION_ACK_WAIT_S = 3.0
 DECISION_HEARTBEAT_S = 1.0
 """How often a call still being worked on (OpenAI slow to answer) is marked in progress."""
 _OUTCOME_KINDS = ("accepted", "rejected", "referred", "failed")
+_ADMITTED_MAX = 100_000
+"""Calls whose admission this replica remembers until their end (the oldest are forgotten past this)."""
 
 
 class _Telemetry:
@@ -119,6 +125,7 @@ class Controller:
         self._refer_timeout_s = settings.refer_timeout_s
         self._stop = asyncio.Event()
         self._capacity: Capacity | None = None
+        self._admitted: dict[str, str | None] = {}  # call id → the capped rule it was admitted to, or None
         self.ready = False
         self.telemetry = _Telemetry()
         self._health = (
@@ -198,8 +205,9 @@ class Controller:
 
     async def _decide(
         self, call_id: str, sip_headers: list[events.SipHeader], received: datetime, surface: events.Surface
-    ) -> events.Decided:
-        """Decide under the policy in force, admitting the call to its rule's capacity when it has one."""
+    ) -> tuple[events.Decided, str | None]:
+        """Decide under the policy in force, admitting the call to its rule's capacity when it has one:
+        (the decision, the capped rule the call was admitted to or None)."""
         assert self._capacity is not None
         policy = self.policy  # one version for the whole decision
         limits, max_ages = capacity_limits(policy), capacity_max_ages(policy)
@@ -214,7 +222,8 @@ class Controller:
         ):
             # Another replica took the last slot between our read and our admission.
             decision = decide(policy, facts, now=received, live={**live, rule: limits[rule]})
-        return decision
+        admitted = occupies(decision)
+        return decision, admitted if admitted is not None and admitted in limits else None
 
     async def handle(self, delivery: Delivery) -> Outcome:
         if not tracing.enabled():
@@ -239,10 +248,11 @@ class Controller:
         call_id = event.call_id
         bound = log.bind(call_id=call_id)
         try:
-            decision = await self._decide(call_id, incoming.sip_headers, received, surface)
+            decision, admitted = await self._decide(call_id, incoming.sip_headers, received, surface)
             await bus.publish(
                 bus.event(call_id, "decided", decision), msg_id=f"{call_id}:decided", expect_empty_subject=True
             )
+            self._remember_admission(call_id, admitted)
             self.telemetry.decisions.labels(action=decision.action).inc()
             tracing.annotate({"switchboard.action": decision.action, "switchboard.rule": decision.rule,
                               "switchboard.surface": decision.surface})  # fmt: skip
@@ -289,15 +299,24 @@ class Controller:
         if rule is not None and (stored is None or occupies(stored) != rule):
             await self._capacity.release(rule, call_id, self._max_age(rule))
 
+    def _remember_admission(self, call_id: str, rule: str | None) -> None:
+        if len(self._admitted) >= _ADMITTED_MAX:
+            del self._admitted[next(iter(self._admitted))]  # the oldest: its end reads the decision back
+        self._admitted[call_id] = rule
+
     async def _release(self, delivery: Delivery) -> Outcome:
         """A call ended: count it back off its rule's capacity."""
         assert self._capacity is not None
         call_id = events.parse_subject(delivery.subject)[0]
         try:
-            stored = await self._stored_decision(call_id)
-            rule = None if stored is None else occupies(stored)
+            if call_id in self._admitted:  # decided here: the rule it holds (mostly none) is known
+                rule = self._admitted[call_id]
+            else:
+                stored = await self._stored_decision(call_id)
+                rule = None if stored is None else occupies(stored)
             if rule is not None:
                 await self._capacity.release(rule, call_id, self._max_age(rule))
+            self._admitted.pop(call_id, None)
         except BusUnavailable:
             return redelivery.plan(delivery.attempt, BusDown(), backoff=RELEASE_RETRY)
         except msgspec.ValidationError as exc:

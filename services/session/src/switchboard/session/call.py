@@ -27,7 +27,7 @@ from nats.aio.subscription import Subscription
 from switchboard.session import end_reason, turns
 from switchboard.session.fence import Lease
 from switchboard.session.lease import InFlightTool
-from switchboard.session.relay import Publisher
+from switchboard.session.relay import Publisher, Relay
 from switchboard.session.telemetry import SessionMetrics
 from switchboard.shared import events, tracing
 from switchboard.shared.bus import Bus
@@ -64,6 +64,8 @@ class CallSession:
         metrics: SessionMetrics | None = None,
         publisher: Publisher | None = None,
         accepted_at: float | None = None,
+        relay: Relay | None = None,
+        watch_outcomes: bool = True,
     ) -> None:
         self.bus = bus
         self.call_id = call_id
@@ -90,13 +92,18 @@ class CallSession:
         self._own_publisher: Publisher | None = None
         if publisher is None:
             publisher = self._own_publisher = Publisher(bus, self._metrics)
-        self._relay_out = publisher.relay(call_id, attempt)
+        self._relay_out = relay if relay is not None else publisher.relay(call_id, attempt)
+        # A worker routes its calls' recorded command outcomes to `on_command_recorded` from one
+        # subscription of its own; a session on its own watches its call's.
+        self._watch_outcomes = watch_outcomes
         self._sideband: Sideband | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._subscriptions: list[Subscription] = []
         self._ended_by: end_reason.EndedBy | None = None  # set when we ended the call (hangup, transfer)
         self._hangup_after_response = False
         self._controller_commands = 0  # hangup/refer requests seen whose outcome is not recorded yet
+        self.controller_commands_seen = 0
+        """Hangup/refer requests seen for the call while this session held it."""
         self._controller_commands_settled = asyncio.Event()
         self._controller_commands_settled.set()
         self.log = log.bind(call_id=call_id, worker=worker, attempt=attempt)
@@ -372,9 +379,10 @@ class CallSession:
         which time OpenAI may already have closed the sideband. Counting the requests seen against the
         outcomes recorded lets the worker wait for the verdict before it names the end reason.
         """
-        self._subscriptions.append(await self.bus.serve(f"cmd.{self.call_id}.*", self._on_command))
-        outcomes = events.subject(self.call_id, "command") + ".*"
-        self._subscriptions.append(await self.bus.watch(outcomes, self._on_command_recorded))
+        self._subscriptions.append(await self.bus.serve(f"cmd.{self.call_id}.*", self.on_command))
+        if self._watch_outcomes:
+            outcomes = events.subject(self.call_id, "command") + ".*"
+            self._subscriptions.append(await self.bus.watch(outcomes, self.on_command_recorded))
 
     async def _commands_settled(self, timeout_s: float = 5.0) -> None:
         """Wait (bounded) until every hangup or refer seen for this call has its outcome recorded."""
@@ -383,13 +391,15 @@ class CallSession:
         except TimeoutError:
             self.log.warning("command_outcome_not_recorded", pending=self._controller_commands)
 
-    async def _on_command_recorded(self, subject: str, payload: bytes) -> None:
+    async def on_command_recorded(self, subject: str, payload: bytes) -> None:
+        """A command of this call was recorded (``calls.<id>.command.<verb>``)."""
         if subject.rsplit(".", 1)[-1] in _CONTROLLER_VERBS and self._controller_commands > 0:
             self._controller_commands -= 1
             if self._controller_commands == 0:
                 self._controller_commands_settled.set()
 
-    async def _on_command(self, subject: str, payload: bytes) -> bytes | None:
+    async def on_command(self, subject: str, payload: bytes) -> bytes | None:
+        """A command for this call (``cmd.<id>.<verb>``): the reply, or None when another service answers."""
         if self._trace is None:
             return await self._serve_command(subject, payload)
         with tracing.span(f"command {subject.rsplit('.', 1)[-1]}", kind=tracing.SpanKind.SERVER, parent=self._trace):
@@ -398,6 +408,7 @@ class CallSession:
     async def _serve_command(self, subject: str, payload: bytes) -> bytes | None:
         verb = subject.rsplit(".", 1)[-1]
         if verb in _CONTROLLER_VERBS:
+            self.controller_commands_seen += 1
             self._controller_commands += 1
             self._controller_commands_settled.clear()
             return None  # the controller answers these

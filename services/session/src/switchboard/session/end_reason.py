@@ -23,6 +23,10 @@ docs/events.md, a contract subscribers rely on):
 
 A command outranks everything because OpenAI may close the sideband (or refuse a re-attach) before the
 controller has recorded the command's outcome; the worker waits for that outcome before deciding.
+
+Reading those outcomes from the log costs two reads per call, and nearly every call has none: the
+worker listens to every call's commands, so `commands_known_absent` says when it knows none was asked
+and the reads can be skipped.
 """
 
 from __future__ import annotations
@@ -98,3 +102,32 @@ def resolve_end_reason(end: SessionEnd, commanded: Collection[EndingCommand] = (
             return sideband.reason
         return "caller_hangup" if sideband.code == 1000 else f"sideband_closed_{sideband.code}"
     assert_never(sideband)
+
+
+CLOCK_MARGIN_S = 2.0
+"""How much earlier than a call's acceptance (stamped by another host's clock) a worker must have been
+listening for commands to know that none was asked for the call."""
+
+
+def commands_known_absent(
+    *,
+    token: int,
+    seen: bool,
+    listening_since: float | None,
+    accepted_at: float | None,
+    disconnects_then: int,
+    disconnects_now: int,
+) -> bool:
+    """True when no ``hangup`` or ``refer`` can have been asked for a call, so its end reason needs no
+    reading of the log: the worker saw none for it (`seen` false) while listening to every call's
+    commands since before the call was accepted (by `CLOCK_MARGIN_S`, epoch seconds), on a connection
+    that never dropped meanwhile (core NATS delivers to a connected subscriber, and only then), and the
+    call is on its first lease (no earlier holder, which may have served a command this one missed)."""
+    return (
+        token == 1
+        and not seen
+        and listening_since is not None
+        and accepted_at is not None
+        and accepted_at > listening_since + CLOCK_MARGIN_S
+        and disconnects_now == disconnects_then
+    )

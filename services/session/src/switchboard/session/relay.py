@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from typing import Any
 
 import msgspec
 
@@ -87,6 +88,17 @@ class Relay:
         self._outstanding += 1
         self._idle.clear()
         self._publisher.put(self, envelope, msg_id)
+
+    def record(self, kind: str, data: Any, *, msg_id: str | None = None) -> None:
+        """Queue one of the holder's own events (``session.claimed``, ``ended``…) behind the call's relayed
+        ones, under this relay's lease; `msg_id` defaults to ``<call_id>:<kind>`` as `Bus.record`'s does.
+        Stored in order with the rest, in the same batches; `flush` waits for it like for them."""
+        if self.failure is not None:
+            raise self.failure
+        envelope = self._publisher.bus.event(self._call_id, kind, data, lease=self._lease)
+        self._outstanding += 1
+        self._idle.clear()
+        self._publisher.put(self, envelope, msg_id or f"{self._call_id}:{kind}")
 
     async def flush(self, timeout_s: float = _RETRY_FOR_S + 10.0) -> None:
         """Wait until every event handed over is stored; `BusUnavailable` if one could not be."""

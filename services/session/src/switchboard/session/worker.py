@@ -13,6 +13,16 @@ pause or a reconnect), has lost the call and stops at once, without writing more
 
 Drain (SIGTERM): stop claiming, let calls end within the grace period, then hand the rest over —
 record ``session.released`` and nak the delivery so another worker re-attaches immediately.
+
+What a new call costs the worker is kept to the round trips that make it safe: the claim (one KV
+compare-and-set), the greeting mark and the end mark (one each). Its own events (``session.claimed``,
+``ended``, ``session.released``) go out through the worker's one `Publisher`, in order with the call's
+relayed events and in the same pipelined batches. A call has one subscription of its own (``cmd.<id>.*``,
+for ``say`` and ``send``: a command for a call nobody holds still meets "no responders" at once); the
+outcomes of the controller's commands (``calls.*.command.*``) come through one subscription of the
+worker's, routed to the call by id, and the worker watches every ``hangup`` and ``refer`` asked
+(``cmd.*.hangup``, ``cmd.*.refer``, served by the controller), so it knows when none was asked for a
+call and its end reason needs no reading of the log (`_ending_commands`).
 """
 
 from __future__ import annotations
@@ -20,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import time
 from datetime import datetime, timedelta
 
 import aiohttp
@@ -27,7 +38,12 @@ import msgspec
 from nats.aio.subscription import Subscription
 
 from switchboard.session.call import CallSession
-from switchboard.session.end_reason import ENDING_COMMANDS, EndingCommand, resolve_end_reason
+from switchboard.session.end_reason import (
+    ENDING_COMMANDS,
+    EndingCommand,
+    commands_known_absent,
+    resolve_end_reason,
+)
 from switchboard.session.fence import Lease, Leases
 from switchboard.session.lease import LeaseRecord, superseded
 from switchboard.session.relay import Publisher
@@ -50,6 +66,9 @@ _FETCH_WAIT_S = 1.0
 _CLAIM_BATCH_MAX = 8
 _BEATS_PER_TURN = 100  # a thousand beats at once would hold the event loop for ~10 ms
 _VERIFY_AT_ONCE = 32  # lease records read together after a pause or a reconnect
+_COMMANDED_MAX = 100_000
+"""Calls remembered as having had a hangup or refer asked; past this the memory starts again (and calls
+accepted before that moment read the log for their end reason)."""
 TAKEOVER_GRACE_S = 0.3
 """After claiming a call whose record says another worker still holds it, how long to wait before
 attaching: a holder that is alive (its lease ran out in a nats-server restart, not with its process)
@@ -85,6 +104,11 @@ class SessionWorker:
         self._draining = False
         self._calls = CallsClient(settings.openai_base_url, self._api_key)
         self._sidebands: aiohttp.ClientSession | None = None  # one connector for all held sidebands
+        # Calls for which a hangup or refer was asked since the worker listened (at `_listening_since`,
+        # epoch seconds, with the connection's disconnect count then); None until it listens.
+        self._commanded: dict[str, None] = {}
+        self._listening_since: float | None = None
+        self._listening_epoch = 0
         self.ready = False
         self.telemetry = SessionMetrics()
         self.telemetry.max_calls.set(self.max_calls)
@@ -107,6 +131,9 @@ class SessionWorker:
             bus, worker=self.worker, lease_s=self.lease_s, ttl_s=self._settings.stream_max_age_s
         )
         claims: Subscription = await bus.watch(f"{events.SUBJECT_ROOT}.*.session.claimed", self._on_claim_seen)
+        asked = [await bus.watch(f"cmd.*.{verb}", self._command_asked) for verb in ENDING_COMMANDS]
+        recorded = await bus.watch(f"{events.SUBJECT_ROOT}.*.command.*", self._route_command_recorded)
+        self._listening_since, self._listening_epoch = time.time(), bus.disconnects
         if self._health is not None:
             await self._health.start()
         self._publisher = Publisher(bus, self.telemetry)
@@ -133,8 +160,9 @@ class SessionWorker:
             await sidebands.close()
             if self._health is not None:
                 await self._health.stop()
-            with contextlib.suppress(Exception):
-                await claims.unsubscribe()
+            for sub in (claims, *asked, recorded):
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
             await self._calls.aclose()
             if self._owns_bus:
                 await bus.close()
@@ -209,6 +237,23 @@ class SessionWorker:
             log.warning("claim_seen", call_id=call_id, new_worker=claim.worker, new_attempt=claim.attempt)
             lease.lose()
 
+    async def _command_asked(self, subject: str, payload: bytes) -> None:
+        """A ``cmd.<id>.hangup`` or ``.refer`` went by (the controller serves it): remember the call."""
+        parts = subject.split(".")
+        if len(parts) == 3:
+            self._remember_commanded(parts[1])
+
+    async def _route_command_recorded(self, subject: str, payload: bytes) -> None:
+        session = self.live.get(events.parse_subject(subject)[0])
+        if session is not None:
+            await session.on_command_recorded(subject, payload)
+
+    def _remember_commanded(self, call_id: str) -> None:
+        if len(self._commanded) >= _COMMANDED_MAX:
+            self._commanded.clear()
+            self._listening_since = time.time()  # what came before is forgotten: as if listening from now
+        self._commanded[call_id] = None
+
     def _lost(self, call_id: str, task: asyncio.Task[None] | None) -> None:
         """Another worker holds `call_id` now: stop holding it at once, recording nothing more."""
         log.warning("lease_lost", call_id=call_id, worker=self.worker)
@@ -237,6 +282,7 @@ class SessionWorker:
         try:
             accepted_event = delivery.event()
             accepted = events.payload(accepted_event, events.UpstreamOutcome)
+            accepted_at = _epoch_seconds(accepted_event.time)
             lease, plan = await self._leases.claim(call_id, functools.partial(self._lost, call_id, task))
             if lease is None:
                 if plan.skip:
@@ -259,12 +305,13 @@ class SessionWorker:
             else:
                 self.telemetry.claimed_after_handover.inc()
             self.telemetry.claim_wait.observe(_seconds_since(accepted_event.time))
+            # The call's events, from its claim to its end, go through the worker's publisher in order.
+            relay = self._publisher.relay(call_id, lease.token)
             claimed = events.SessionLease(worker=self.worker, attempt=lease.token)
-            await bus.record(
-                call_id, "session.claimed", claimed, msg_id=f"{call_id}:claimed:{lease.token}", lease=lease.token
-            )
+            relay.record("session.claimed", claimed, msg_id=f"{call_id}:claimed:{lease.token}")
             bound.info("call_claimed")
             if plan.lost is not None:
+                await relay.flush()  # the old holder stops on seeing it: stored before the grace starts
                 await asyncio.sleep(TAKEOVER_GRACE_S)
                 await lease.fence()  # the old holder may have claimed it back meanwhile (a race of claims)
             session = CallSession(
@@ -278,20 +325,25 @@ class SessionWorker:
                 calls=self._calls,
                 metrics=self.telemetry,
                 publisher=self._publisher,
-                accepted_at=_epoch_seconds(accepted_event.time),
+                accepted_at=accepted_at,
+                relay=relay,
+                watch_outcomes=False,
             )
             self.live[call_id] = session
             end = await session.run()
-            reason = resolve_end_reason(end, await _ending_commands(bus, call_id))
+            absent = commands_known_absent(
+                token=lease.token, seen=bool(session.controller_commands_seen) or call_id in self._commanded,
+                listening_since=self._listening_since, accepted_at=accepted_at,
+                disconnects_then=self._listening_epoch, disconnects_now=bus.disconnects,
+            )  # fmt: skip
+            reason = resolve_end_reason(end, frozenset() if absent else await _ending_commands(bus, call_id))
             duration = _seconds_since(accepted_event.time)
             # Ending is a change of the lease record like any other: only the holder can make it.
             await lease.change(state="ended", reason=reason, duration_s=duration)
-            ended = events.Ended(reason=reason, duration_s=duration)
-            await bus.record(call_id, "ended", ended, lease=lease.token)
+            relay.record("ended", events.Ended(reason=reason, duration_s=duration))
             released = events.SessionLease(worker=self.worker, attempt=lease.token, reason="ended")
-            await bus.record(
-                call_id, "session.released", released, msg_id=f"{call_id}:released:{lease.token}", lease=lease.token
-            )
+            relay.record("session.released", released, msg_id=f"{call_id}:released:{lease.token}")
+            await relay.flush()
             await self._held.get(call_id, delivery).ack()
             self.telemetry.ended.labels(reason=reason).inc()
             bound.info("call_ended", reason=reason, duration_s=duration)

@@ -8,7 +8,8 @@ A handler gets a `Delivery` and returns what should happen to it, as data:
 - `Drop(reason)` — never: it cannot be handled (poison), do not deliver it again;
 - `InProgress()` — still being worked on: the handler's owner keeps the message, beats it with
   `Delivery.in_progress()` and settles it later (a session worker holds a call's message for the call's
-  whole life).
+  whole life). Nothing is sent for it: the message was just handed over, with a whole ack wait ahead
+  of it, which the owner's first beat extends (so a handler returns it at once, not after working).
 
 `WorkQueue.run` is the one loop that fetches, hands messages to the handler and settles them (a handler
 that raises is retried with backoff). Every consumer of the project runs through it: the controller's
@@ -105,8 +106,7 @@ class Delivery:
             await self.nak(outcome.delay_s)
         elif isinstance(outcome, Drop):
             await self.term()
-        else:
-            await self.in_progress()
+        # InProgress: the owner beats it from here on (see the module's docstring); nothing to send now.
 
 
 Handler = Callable[[Delivery], Awaitable[Outcome]]

@@ -15,6 +15,10 @@ Two ways to write a batch, chosen by ``SWITCHBOARD_NATS_FAST_PATH`` (`Settings.n
 - **public**: nats-py's ``JetStreamContext.publish_async``, one future per message. Slower, and only
   public API: the switch to turn to if a nats-py upgrade breaks the fast path.
 
+One event on its own (`Bus.publish`: a decision, an outcome, a webhook) takes the fast path too,
+`Pipeline.publish_one`: one frame, its acknowledgement on the same inbox, decoded with msgspec, where
+nats-py's ``publish`` costs a NUID, a future in its request map and a stdlib JSON parse into a dataclass.
+
 Both store the same messages (the tests run the golden logs through each).
 """
 
@@ -70,26 +74,40 @@ def _acknowledged(sent: SentBatch, index: int, future: asyncio.Future[Any]) -> N
     sent.acknowledged(index, not future.cancelled() and future.exception() is None)
 
 
-class _PubAck(msgspec.Struct):
+class PubError(msgspec.Struct):
+    code: int = 0
+    err_code: int = 0
+    description: str = ""
+
+
+class PubAck(msgspec.Struct):
+    """A JetStream publish acknowledgement (or its refusal, `error`)."""
+
     stream: str = ""
     seq: int = 0
     duplicate: bool = False
-    error: dict[str, Any] | None = None
+    error: PubError | None = None
 
 
-_pub_ack = msgspec.json.Decoder(_PubAck)
+_pub_ack = msgspec.json.Decoder(PubAck)
 _NO_NEWLINES = str.maketrans({"\r": " ", "\n": " "})
 
 
-def publish_frame(subject: str, reply: str, msg_id: str | None, payload: bytes) -> bytes:
+def publish_frame(subject: str, reply: str, msg_id: str | None, payload: bytes, *, expect_empty: bool = False) -> bytes:
     """One NATS protocol publish: ``HPUB`` with a ``Nats-Msg-Id`` header, or plain ``PUB`` without one.
 
     `subject` and `reply` are checked tokens (`events.subject`, the ack inbox); a message id comes
     partly from OpenAI's ``event_id``, so line breaks in it are blanked as nats-py does for headers.
+    `expect_empty` adds ``Nats-Expected-Last-Subject-Sequence: 0`` (stored only if the subject is empty).
     """
-    if msg_id is None:
+    if msg_id is None and not expect_empty:
         return b"PUB %b %b %d\r\n%b\r\n" % (subject.encode(), reply.encode(), len(payload), payload)
-    header = b"NATS/1.0\r\nNats-Msg-Id: %b\r\n\r\n" % msg_id.translate(_NO_NEWLINES).strip().encode()
+    header = b"NATS/1.0\r\n"
+    if msg_id is not None:
+        header += b"Nats-Msg-Id: %b\r\n" % msg_id.translate(_NO_NEWLINES).strip().encode()
+    if expect_empty:
+        header += b"Nats-Expected-Last-Subject-Sequence: 0\r\n"
+    header += b"\r\n"
     size = len(header) + len(payload)
     return b"HPUB %b %b %d %d\r\n%b%b\r\n" % (subject.encode(), reply.encode(), len(header), size, header, payload)
 
@@ -101,6 +119,7 @@ class _AckInbox:
         self._nc = nc
         self.prefix = nc.new_inbox() + "."
         self._waiting: dict[str, tuple[SentBatch, int]] = {}
+        self._singles: dict[str, asyncio.Future[bytes]] = {}
         self._next = 0
         self._sub: Subscription | None = None
 
@@ -113,13 +132,29 @@ class _AckInbox:
         self._waiting[token] = (pending, index)
         return self.prefix + token
 
+    def reply_for(self, future: asyncio.Future[bytes]) -> str:
+        """An inbox subject whose acknowledgement (its raw payload) resolves `future`."""
+        self._next += 1
+        token = str(self._next)
+        self._singles[token] = future
+        return self.prefix + token
+
+    def forget_single(self, reply: str) -> None:
+        self._singles.pop(reply[len(self.prefix) :], None)
+
     def forget(self, replies: list[str]) -> None:
         start = len(self.prefix)
         for reply in replies:
             self._waiting.pop(reply[start:], None)
 
     async def _on_ack(self, msg: Msg) -> None:
-        waiting = self._waiting.pop(msg.subject[len(self.prefix) :], None)
+        token = msg.subject[len(self.prefix) :]
+        single = self._singles.pop(token, None)
+        if single is not None:
+            if not single.done():
+                single.set_result(msg.data)
+            return
+        waiting = self._waiting.pop(token, None)
         if waiting is None:
             return  # late: its batch already timed out and published it again
         pending, index = waiting
@@ -157,15 +192,45 @@ class Pipeline:
             sent.done.set_result(None)
         return sent
 
-    async def _send_frames(self, sent: SentBatch) -> None:
+    async def _inbox(self) -> _AckInbox:
         if self._acks is None:
             acks = _AckInbox(self._nc)
             await acks.start()
             self._acks = acks
+        return self._acks
+
+    async def publish_one(
+        self, subject: str, payload: bytes, msg_id: str | None, *, expect_empty: bool, timeout_s: float
+    ) -> PubAck:
+        """Store one message (fast path only): its acknowledgement, whatever it says; `TimeoutError` when
+        none came in time; a `nats.errors.Error` when it could not be written."""
+        nc = self._nc
+        if len(payload) > nc.max_payload:
+            raise nats.errors.MaxPayloadError
+        if not nc.is_connected or nc.is_draining_pubs:  # never into the reconnect buffer
+            raise nats.errors.ConnectionClosedError
+        acks = await self._inbox()
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        reply = acks.reply_for(future)
+        try:
+            await nc._send_command(publish_frame(subject, reply, msg_id, payload, expect_empty=expect_empty))
+            await nc._flush_pending()
+            data = await asyncio.wait_for(future, timeout_s)
+        finally:
+            acks.forget_single(reply)
+        if not data:  # a status without a body: no stream answered (503)
+            raise nats.errors.NoRespondersError
+        try:
+            return _pub_ack.decode(data)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return PubAck(error=PubError(description="unreadable acknowledgement"))
+
+    async def _send_frames(self, sent: SentBatch) -> None:
+        acks = await self._inbox()
         nc = self._nc
         frames: list[bytes] = []
         for i, (event, msg_id) in enumerate(sent.batch):
-            reply = self._acks.reply_to(sent, i)
+            reply = acks.reply_to(sent, i)
             sent.replies.append(reply)
             payload = events.encode(event)
             if len(payload) <= nc.max_payload:
