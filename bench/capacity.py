@@ -35,6 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from aiohttp import web
+
 from bench._common import (
     SEED,
     CpuWindow,
@@ -79,18 +81,22 @@ class Plan:
     warmup_s: float
     floor_rate: float
     profile_rate: float | None
+    tracing_rate: float | None = None
 
 
-async def _start(system: System, kind: str, capture: Capture) -> tuple[Process, list[Process], str]:
+async def _start(
+    system: System, kind: str, capture: Capture, service_env: dict[str, str] | None = None
+) -> tuple[Process, list[Process], str]:
     """The emulator and the system under test, ready: (emulator, measured processes, webhook URL)."""
     emulator = await system.start_emulator(webhook_url=capture.url, pace=0.0)
     if kind == "switchboard":
         await system.start_nats()
+        extra = service_env or {}
         procs = [
-            await system.start_service("ingress"),
-            await system.start_service("controller"),
+            await system.start_service("ingress", **extra),
+            await system.start_service("controller", **extra),
             await system.start_service("session", name="session", SESSION_MAX_CALLS="100000",
-                                       SWITCHBOARD_WORKER="worker-1"),
+                                       SWITCHBOARD_WORKER="worker-1", **extra),
         ]  # fmt: skip
         assert procs[0].ready_url is not None
         target = procs[0].ready_url.replace("/readyz", "/webhooks/openai")
@@ -127,13 +133,15 @@ async def _until_ended(client: EmulatorClient, ids: Sequence[str], timeout_s: fl
             await asyncio.sleep(0.1)
 
 
-async def rate_case(kind: str, rate: float, plan: Plan, *, profile_dir: Path | None = None) -> dict[str, Any]:
+async def rate_case(
+    kind: str, rate: float, plan: Plan, *, profile_dir: Path | None = None, service_env: dict[str, str] | None = None
+) -> dict[str, Any]:
     """One rate on a fresh system of `kind`: latencies, answered/greeted, CPU ms per answered call."""
     capture = Capture()
     await capture.start()
     try:
         async with System() as system:
-            emulator, procs, target = await _start(system, kind, capture)
+            emulator, procs, target = await _start(system, kind, capture, service_env)
             pids = {p.name: p.pid for p in procs}
             if system.nats is not None:
                 pids["nats-server"] = system.nats.pid
@@ -250,10 +258,10 @@ def highest_slo_rate(rows: Sequence[dict[str, Any]], kind: str) -> float | None:
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.smoke:
-        plan = Plan(rates=[20.0], seconds=0.5, warmup_s=0.25, floor_rate=20.0, profile_rate=None)
+        plan = Plan(rates=[20.0], seconds=0.5, warmup_s=0.25, floor_rate=20.0, profile_rate=None, tracing_rate=20.0)
     else:
         plan = Plan([float(x) for x in args.rates.split(",") if x], args.seconds, args.warmup_s, args.floor_rate,
-                    args.profile_rate if args.profile else None)  # fmt: skip
+                    args.profile_rate if args.profile else None, args.tracing_rate or None)  # fmt: skip
     info = machine()
     print(f"capacity: {machine_line(info)}", flush=True)
     rows: list[dict[str, Any]] = []
@@ -269,6 +277,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     relayed = max(0, round(nearest["events_per_call"]) - _FLOOR_FIXED_EVENTS) if nearest else 8
     floor = await floor_case(plan.floor_rate, plan.seconds, relayed)
     print(f"  floor {plan.floor_rate:g}/s: {floor['cpu_ms_per_call_total']} ms CPU/call", flush=True)
+    tracing = await tracing_case(plan) if plan.tracing_rate is not None else None
     profiles: dict[str, Any] = {}
     if plan.profile_rate is not None:
         profile_dir = args.out / "profiles"
@@ -296,8 +305,45 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         if best["switchboard"] and best["baseline"]
         else None,
         "floor": floor,
+        "tracing": tracing,
         "profiles": profiles,
     }
+
+
+class _NullCollector:
+    """An OTLP/HTTP endpoint that takes every export and keeps only how many bytes came."""
+
+    def __init__(self) -> None:
+        self.port, self.bytes = free_port(), 0
+        self._runner: web.AppRunner | None = None
+
+    async def _traces(self, request: web.Request) -> web.Response:
+        self.bytes += len(await request.read())
+        return web.Response(content_type="application/x-protobuf")
+
+    async def __aenter__(self) -> _NullCollector:
+        app = web.Application()
+        app.router.add_post("/v1/traces", self._traces)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, LOOPBACK, self.port).start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+async def tracing_case(plan: Plan) -> dict[str, Any]:
+    """CPU per answered call at one rate with tracing off and on (OTLP/HTTP to a collector that drops it)."""
+    assert plan.tracing_rate is not None
+    off = await rate_case("switchboard", plan.tracing_rate, plan)
+    async with _NullCollector() as collector:
+        env = {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://{LOOPBACK}:{collector.port}"}
+        on = await rate_case("switchboard", plan.tracing_rate, plan, service_env=env)
+    print(f"  tracing at {plan.tracing_rate:g}/s: {off['cpu_ms_per_call_system']} ms CPU/call off, "
+          f"{on['cpu_ms_per_call_system']} ms on ({collector.bytes:,} bytes of spans)", flush=True)  # fmt: skip
+    return {"rate": plan.tracing_rate, "off": off, "on": on, "exported_bytes": collector.bytes}
 
 
 # --- report ------------------------------------------------------------------------------------------
@@ -348,6 +394,11 @@ def report(results: dict[str, Any]) -> str:
         "",
         floor_table(results["floor"]),
     ]
+    if results.get("tracing"):
+        t = results["tracing"]
+        lines += ["", f"Tracing at {t['rate']:g} calls/s (OTLP/HTTP to a collector that drops the spans): CPU ms per "
+                      "answered call, all processes:", rates_table([{**t["off"], "kind": "tracing off"},
+                                                                     {**t["on"], "kind": "tracing on"}])]  # fmt: skip
     for name, profile in results["profiles"].items():
         lines += ["", f"py-spy profile {name} ({profile['samples']} samples, self time):", profile_table(profile)]
         if any("switchboard/" in f["frame"] for f in profile["inclusive"]):
@@ -364,6 +415,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--floor-rate", type=float, default=100.0, help="the do-nothing pipeline's rate")
     parser.add_argument("--profile", action="store_true", help="an extra pass under py-spy (not in the tables)")
     parser.add_argument("--profile-rate", type=float, default=100.0)
+    parser.add_argument("--tracing-rate", type=float, default=100.0,
+                        help="CPU per call with tracing off and on at this rate (0: skip)")  # fmt: skip
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     parser.add_argument("--name", default="capacity", help="results file name (without .json)")
     return parser.parse_args(argv)

@@ -68,3 +68,5 @@ def test_capacity_smoke(tmp_path: Path) -> None:
     assert all(r["greeted"] > 0 and r["cpu_ms_per_call_system"] is not None for r in rates)
     floor = results["floor"]
     assert isinstance(floor, dict) and not floor["failed"] and floor["cpu_ms_per_call_total"] > 0
+    tracing = results["tracing"]
+    assert isinstance(tracing, dict) and tracing["on"]["greeted"] > 0 and tracing["exported_bytes"] > 0
