@@ -9,6 +9,7 @@ import pytest
 
 from switchboard.cli.local import LocalSystem
 from tests.console.conftest import console_url, emulator
+from tests.console.sse import read_until
 from tests.waiting import eventually
 
 LIVE_POLICY = """\
@@ -39,3 +40,18 @@ async def test_a_live_calls_page_shows_its_transcript_as_turns(
     turns = re.findall(r'<p class="turn (caller|agent)"[^>]*>.*?<b>\w+</b> (.*?)</p>', page, flags=re.S)
     assert [speaker for speaker, _ in turns] == ["agent", "caller", "agent", "caller", "agent"]
     assert "check on my order" in turns[1][1]
+
+
+async def test_a_live_calls_stream_brings_each_turn_once_it_is_complete(
+    system: LocalSystem, operator: aiohttp.ClientSession
+) -> None:
+    """While a Live call talks, its page's stream sends whole turns (never fragments), the last at the end."""
+    call_id = emulator(system).place_call("+14155550101", "+18005550100", surface="live")
+    hub = system.console.hub  # type: ignore[union-attr]
+    await eventually(lambda: hub.board.states.get(call_id), what="the call is known")
+    async with operator.get(f"{console_url(system)}/calls/{call_id}/events?after=0") as stream:
+        seen = await read_until(stream, lambda ms: any('data-kind="ended"' in m.data for m in ms), timeout=30)
+    turns = [m.data for m in seen if m.event == "turn"]
+    speakers = [re.search(r'class="turn (\w+)"', t).group(1) for t in turns]  # type: ignore[union-attr]
+    assert speakers == ["agent", "caller", "agent", "caller", "agent"]
+    assert "check on my order" in turns[1] and not any("delta" in m.data for m in seen)

@@ -171,3 +171,16 @@ async def test_a_dropped_live_sideband_is_reattached_and_the_caller_greeted_once
     assert [e.data["reason"] for e in logged if e.kind == "ended"] == ["caller_hangup"]
     greetings = [e for e in emulator.calls[call_id].client_events if e.get("type") == "session.commentary.append"]
     assert len(greetings) == 1
+
+
+async def test_replay_shows_a_live_calls_turns_one_line_each(system: LocalSystem, bus: Bus) -> None:
+    """`replay --call` folds Live's transcript fragments into one caller or agent line per turn."""
+    from tests.e2e.test_log_cli import switchboard
+
+    call_id = emulator_of(system).place_call("+14155550101", "+18005550100", surface="live")
+    await call_events(bus, call_id)
+    assert system.settings.nats_url is not None
+    _, timeline = await switchboard("replay", "--call", call_id, nats_url=system.settings.nats_url)
+    spoken = [line for line in timeline.splitlines() if "_transcript " in line]
+    assert [line.split()[3] for line in spoken] == ["agent:", "caller:", "agent:", "caller:", "agent:"]
+    assert 'caller: "Hi, I\'d like to check on my order."' in spoken[1]

@@ -6,7 +6,7 @@ from typing import Any
 
 import msgspec
 
-from switchboard.cli.render import clock, render, shown, summary
+from switchboard.cli.render import LiveTurns, clock, render, shown, summary
 from switchboard.shared import events
 from switchboard.shared.events import CloudEvent
 
@@ -84,3 +84,21 @@ def test_times_are_shown_in_utc_with_their_zone() -> None:
     assert clock("2026-12-03T09:00:31.250Z") == "09:00:31.250Z"
     assert clock("2026-12-03T10:00:31.250+01:00") == "09:00:31.250Z"
     assert render(event("ended", {"reason": "hangup", "duration_s": 5.0}), colour=False).startswith("09:00:31.250Z  ")
+
+
+def test_live_fragments_become_one_line_per_turn() -> None:
+    """Live's transcript fragments are held and shown as one caller or agent line per turn."""
+    turns = LiveTurns()
+    fragments = [("output", "Hello,"), ("output", " how can I help?"), ("input", "My order"), ("input", " is late.")]
+    kind = "rt.session.{}_transcript.delta"
+    fed = [
+        e for side, delta in fragments for e in turns.feed(event(kind.format(side), {"delta": delta}, call_id="live_1"))
+    ]
+    ended = turns.feed(event("ended", {"reason": "caller_hangup", "duration_s": 3.0}, call_id="live_1"))
+    shown_lines = [summary(e)[1] for e in [*fed, *ended]]
+    assert shown_lines == [
+        'agent: "Hello, how can I help?"',
+        'caller: "My order is late."',
+        "call ended (caller_hangup) after 3.0 s",
+    ]
+    assert turns.flush() == []

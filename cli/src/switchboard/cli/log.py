@@ -17,7 +17,7 @@ import msgspec
 
 from switchboard.cli.args import parse_kind, parse_when
 from switchboard.cli.live import resolve_call
-from switchboard.cli.render import clock, render, shown
+from switchboard.cli.render import LiveTurns, clock, render, shown
 from switchboard.shared import events
 from switchboard.shared.bus import ONE_SHOT_CONNECT_S, Bus
 from switchboard.shared.config import Settings
@@ -101,6 +101,16 @@ def _line(event: LogEvent, *, as_json: bool, colour: bool) -> str:
     return render(event.envelope, colour=colour)
 
 
+def _timeline(event: LogEvent, turns: LiveTurns | None, *, every: bool, deltas: bool, colour: bool) -> list[str]:
+    """The readable lines an event makes: none (filtered out, or a Live fragment held for its turn), the
+    event's, and before it the Live turn it completes."""
+    envelope = event.envelope
+    if envelope is None:
+        return [_line(event, as_json=False, colour=colour)]
+    candidates = turns.feed(envelope) if turns is not None else [envelope]
+    return [render(e, colour=colour) for e in candidates if shown(e, every=every, deltas=deltas)]
+
+
 async def tail(settings: Settings, args: argparse.Namespace) -> None:
     """`switchboard tail`: follow events live (after `--since` or the whole log first)."""
     bus = await Bus.connect(settings.require_nats_url(), name="tail", give_up_after_s=ONE_SHOT_CONNECT_S)
@@ -112,11 +122,13 @@ async def tail(settings: Settings, args: argparse.Namespace) -> None:
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     try:
+        turns = None if args.deltas else LiveTurns()
         async for event in follow(bus, selection, since=args.since, from_start=args.from_start):
-            envelope = event.envelope
-            if not args.json and envelope is not None and not shown(envelope, every=every, deltas=args.deltas):
+            if args.json:
+                print(_line(event, as_json=True, colour=colour), flush=True)
                 continue
-            print(_line(event, as_json=args.json, colour=colour), flush=True)
+            for line in _timeline(event, turns, every=every, deltas=args.deltas, colour=colour):
+                print(line, flush=True)
     finally:
         await bus.close()
 
@@ -176,6 +188,7 @@ async def _replay(bus: Bus, settings: Settings, args: argparse.Namespace) -> int
     bar = _progress(args, stored if args.call is None else 0, "replay")
     colour, every = sys.stdout.isatty(), _every(args)
     out = sys.stdout.buffer if args.json else None
+    turns = None if args.deltas else LiveTurns()
     try:
         async for batch in replay_stored(bus, selection, since=args.since, until=args.until, stop_seq=last_seq):
             if out is not None:
@@ -184,9 +197,7 @@ async def _replay(bus: Bus, settings: Settings, args: argparse.Namespace) -> int
                 lines = []
                 for message in batch:
                     event = from_stored(message.seq, message.subject, message.data)
-                    if event.envelope is not None and not shown(event.envelope, every=every, deltas=args.deltas):
-                        continue
-                    lines.append(_line(event, as_json=False, colour=colour))
+                    lines += _timeline(event, turns, every=every, deltas=args.deltas, colour=colour)
                 if lines:
                     sys.stdout.write("\n".join(lines) + "\n")
             if bar is not None:  # how far through the stream, whatever the filters skip
@@ -194,6 +205,9 @@ async def _replay(bus: Bus, settings: Settings, args: argparse.Namespace) -> int
     finally:
         if bar is not None:
             bar.close()
+        if out is None and turns is not None:  # Live turns still open when the replay stopped
+            held = [render(e, colour=colour) for e in turns.flush()]
+            sys.stdout.write("".join(line + "\n" for line in held))
         sys.stdout.flush()
     return 0
 

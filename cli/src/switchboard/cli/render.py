@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
+
 from switchboard.shared.events import CloudEvent
 from switchboard.shared.sip import user_part
 
@@ -42,6 +44,7 @@ HIGHLIGHTS = frozenset(
         "rt.session.closed",
         "rt.transport.dtmf.received",
         "rt.session.delegation.created",
+        *("rt.session.input_transcript", "rt.session.output_transcript"),  # Live's turns, folded by `LiveTurns`
     }
 )
 
@@ -128,10 +131,12 @@ def summary(event: CloudEvent) -> tuple[str, str]:
         return "caller", "caller starts speaking"
     if kind == "rt.session.closed":
         return "session", f"Live session closed ({d.get('reason')})"
-    if kind == "rt.session.input_transcript.delta":
-        return "caller", f'caller: "…{d.get("delta", "")}"'
-    if kind == "rt.session.output_transcript.delta":
-        return "agent", f'agent: "…{d.get("delta", "")}"'
+    if kind in _LIVE_FRAGMENTS:
+        speaker = _LIVE_FRAGMENTS[kind]
+        return speaker, f'{speaker}: "…{d.get("delta", "")}"'
+    if kind in _LIVE_TURNS:
+        speaker = _LIVE_TURNS[kind]
+        return speaker, f'{speaker}: "{d.get("transcript", "")}"'
     if kind in ("rt.input_audio_buffer.dtmf_event_received", "rt.transport.dtmf.received"):
         return "caller", f"caller pressed {d.get('event')}"
     if kind == "rt.error":
@@ -175,3 +180,43 @@ def shown(event: CloudEvent, *, every: bool, deltas: bool) -> bool:
     if event.kind.endswith(NOISY_SUFFIXES):
         return deltas
     return every or highlight(event)
+
+
+_LIVE_FRAGMENTS = {"rt.session.input_transcript.delta": "caller", "rt.session.output_transcript.delta": "agent"}
+_LIVE_TURNS = {kind.removesuffix(".delta"): speaker for kind, speaker in _LIVE_FRAGMENTS.items()}
+
+
+class LiveTurns:
+    """Live's transcript comes only as fragments: for the readable view, each run of one speaker's fragments
+    becomes one line (``rt.session.output_transcript``, at the first fragment's time), written out when the
+    other speaker or any other event of the call comes, or at `flush`. Pure."""
+
+    def __init__(self) -> None:
+        self._open: dict[str, tuple[CloudEvent, list[str]]] = {}
+
+    def feed(self, event: CloudEvent) -> list[CloudEvent]:
+        """The events to show for `event`, in order: the turn it completes (if any), then the event itself
+        unless it is a fragment (which is held)."""
+        call_id, kind = event.call_id, event.kind
+        held = self._open.get(call_id)
+        if kind in _LIVE_FRAGMENTS:
+            delta = event.data.get("delta") if isinstance(event.data, dict) else None
+            if held is not None and held[0].kind == kind:
+                held[1].append(delta if isinstance(delta, str) else "")
+                return []
+            done = self._close(call_id)
+            self._open[call_id] = (event, [delta if isinstance(delta, str) else ""])
+            return done
+        return [*self._close(call_id), event]
+
+    def flush(self) -> list[CloudEvent]:
+        """Every turn still held (at the end of a replay)."""
+        return [turn for call_id in list(self._open) for turn in self._close(call_id)]
+
+    def _close(self, call_id: str) -> list[CloudEvent]:
+        held = self._open.pop(call_id, None)
+        if held is None:
+            return []
+        first, parts = held
+        kind = first.kind.removesuffix(".delta")
+        return [msgspec.structs.replace(first, type="realtime." + kind[3:], data={"transcript": "".join(parts)})]

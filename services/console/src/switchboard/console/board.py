@@ -18,11 +18,11 @@ from typing import Any
 
 import msgspec
 
-from switchboard.shared.projections import call_record, call_state
+from switchboard.shared.projections import call_record, call_state, transcript
 from switchboard.shared.projections._facts import field
 from switchboard.shared.projections.call_record import CallRecord
 from switchboard.shared.projections.call_state import CallState
-from switchboard.shared.projections.transcript import AGENT_KINDS, CALLER_KINDS, LIVE_KINDS
+from switchboard.shared.projections.transcript import AGENT_KINDS, CALLER_KINDS, LIVE_KINDS, Transcript
 from switchboard.shared.schema import LogEvent
 
 KINDS = (
@@ -50,6 +50,7 @@ class Board:
         self.states: dict[str, CallState] = {}
         self.records: dict[str, CallRecord] = {}
         self.reasons: dict[str, str] = {}
+        self.live_transcripts: dict[str, Transcript] = {}  # Live calls' fragments so far, until the call ends
         self.last_seq = 0
         self._keep_ended = keep_ended
         self._ended: deque[str] = deque()
@@ -61,6 +62,24 @@ class Board:
         ended = sorted((s for s in states.values() if s.phase == "ended"), key=lambda s: s.ended_at or "")
         self._ended.extend(s.call_id for s in ended)
         self._forget()
+
+    def completed_turn(self, event: LogEvent) -> Turn | None:
+        """The Live turn `event` completes: the one before a fragment of the other speaker, or the last one
+        when the call ends (Live sends fragments only, never a finished turn). None for anything else."""
+        call_id = event.call_id
+        if event.kind in LIVE_KINDS:
+            before = self.live_transcripts.get(call_id)
+            after = transcript.evolve(before, event)
+            if after is None:
+                return None
+            self.live_transcripts[call_id] = after
+            if before is not None and before.turns and len(after.turns) > len(before.turns):
+                return _turn_of(before.turns[-1], event.seq)
+            return None
+        if event.kind == "ended" and call_id in self.live_transcripts:
+            turns = self.live_transcripts.pop(call_id).turns
+            return _turn_of(turns[-1], event.seq) if turns else None
+        return None
 
     def apply(self, event: LogEvent) -> CallState | None:
         """Fold `event` in; the call's new state when its row in the live table changes, else None."""
@@ -91,6 +110,7 @@ class Board:
             self.states.pop(call_id, None)
             self.records.pop(call_id, None)
             self.reasons.pop(call_id, None)
+            self.live_transcripts.pop(call_id, None)
 
     def live(self, *, now: datetime, keep_ended_s: float = 30.0) -> list[CallState]:
         """Calls not ended, and those that ended in the last `keep_ended_s`, newest first."""
@@ -119,6 +139,11 @@ class Turn(msgspec.Struct, frozen=True, kw_only=True):
     at: str
     speaker: str
     text: str
+
+
+def _turn_of(turn: transcript.Turn, seq: int) -> Turn:
+    """A folded turn as the page shows it, sent under the stream sequence of the event that completed it."""
+    return Turn(seq=seq, at=turn.at, speaker=turn.speaker, text=turn.text)
 
 
 def _s(value: Any) -> str:

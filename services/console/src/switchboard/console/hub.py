@@ -19,7 +19,7 @@ from collections.abc import Callable
 import nats.errors
 import nats.js.errors
 
-from switchboard.console.board import KINDS, Board
+from switchboard.console.board import KINDS, Board, Turn
 from switchboard.shared import events
 from switchboard.shared.bus import Bus
 from switchboard.shared.errors import BusUnavailable
@@ -42,12 +42,13 @@ _TIMEOUT_S = 5.0
 class Item:
     """One event the console read: the event, the call's new row state (if its row changed), frames."""
 
-    __slots__ = ("_frames", "event", "seq", "state")
+    __slots__ = ("_frames", "event", "seq", "state", "turn")
 
-    def __init__(self, event: LogEvent, state: CallState | None) -> None:
+    def __init__(self, event: LogEvent, state: CallState | None, turn: Turn | None = None) -> None:
         self.seq = event.seq
         self.event = event
         self.state = state
+        self.turn = turn  # a Live turn this event completed (Live sends only fragments)
         self._frames: dict[str, bytes | None] = {}
 
     def frame(self, key: str, render: Callable[[Item], bytes | None]) -> bytes | None:
@@ -180,7 +181,8 @@ class Hub:
 
     def publish(self, event: LogEvent) -> None:
         """Fold one event in and hand it to every subscriber it concerns."""
-        item = Item(event, self.board.apply(event))
+        turn = self.board.completed_turn(event)
+        item = Item(event, self.board.apply(event), turn)
         if len(self._ring) == self._ring.maxlen:
             self._ring_floor = self._ring[0].seq
         self._ring.append(item)

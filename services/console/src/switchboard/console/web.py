@@ -23,7 +23,7 @@ import jinja2
 from aiohttp import web
 
 from switchboard.console import auth
-from switchboard.console.board import OUTCOMES, Filters, charts, entry, recent, stamp, turn
+from switchboard.console.board import OUTCOMES, Board, Filters, charts, entry, recent, stamp, turn
 from switchboard.console.hub import Hub, Item, Subscriber, Tick
 from switchboard.shared import events
 from switchboard.shared.bus import Bus
@@ -31,7 +31,6 @@ from switchboard.shared.commands import CommandRefused, send_command
 from switchboard.shared.errors import BusUnavailable
 from switchboard.shared.logging import get_logger
 from switchboard.shared.projections import TRANSCRIPTS, fold
-from switchboard.shared.schema import LogEvent
 from switchboard.shared.sip import target_uri_problem
 
 log = get_logger(__name__)
@@ -231,6 +230,9 @@ class ConsoleApp:
         entries = [e for e in (entry(ev) for ev in logged) if e is not None]
         folded = fold(TRANSCRIPTS, logged).get(call_id)  # Live's fragments as turns too
         turns = list(folded.turns) if folded is not None else []
+        state = self.hub.board.states.get(call_id)
+        if turns and turns[-1].end_ms is not None and (state is None or state.phase != "ended"):
+            turns.pop()  # a Live turn still being spoken: the stream sends it once it is complete
         return self._page(
             "call.html", operator=self.operator(request), call_id=call_id, entries=entries, turns=turns,
             after=logged[-1].seq, nav="", **self._status(call_id),
@@ -287,7 +289,8 @@ class ConsoleApp:
                     logged = await self.hub.call_events(call, after=after)
                 except (BusUnavailable, TimeoutError) as exc:
                     return web.Response(status=503, text=f"could not read the call from the log: {exc}\n")
-                frames += [self._call_frame_of(ev) for ev in logged]
+                completes = Board()  # Live turns completed in what is read again (from `after` on)
+                frames += [self._call_frame_of(Item(ev, None, completes.completed_turn(ev))) for ev in logged]
                 after = logged[-1].seq if logged else after
             else:
                 frames += [f for f in (self._frame(item, call) for item in backlog) if f]
@@ -338,7 +341,7 @@ class ConsoleApp:
     def _frame(self, item: Item, call: str | None) -> bytes | None:
         if call is None:
             return item.frame("row", self._row_frame)
-        return item.frame("call", lambda it: self._call_frame_of(it.event))
+        return item.frame("call", self._call_frame_of)
 
     def _row_frame(self, item: Item) -> bytes | None:
         state = item.state
@@ -348,14 +351,15 @@ class ConsoleApp:
         name = "new" if item.event.kind == "incoming" else f"c-{state.call_id}"
         return sse(name, html, item.seq)
 
-    def _call_frame_of(self, event: LogEvent) -> bytes:
+    def _call_frame_of(self, item: Item) -> bytes:
+        event = item.event
         frames: list[bytes] = []
+        spoken = turn(event) or item.turn  # first: a Live turn an event completes was said before it
+        if spoken is not None:
+            frames.append(sse("turn", self._env.get_template("turn.html").render(t=spoken), event.seq))
         line = entry(event)
         if line is not None:
             frames.append(sse("timeline", self._env.get_template("entry.html").render(e=line), event.seq))
-        spoken = turn(event)
-        if spoken is not None:
-            frames.append(sse("turn", self._env.get_template("turn.html").render(t=spoken), event.seq))
         status = self._env.get_template("status.html").render(**self._status(event.call_id))
         frames.append(sse("status", status, event.seq))
         return b"".join(frames)
