@@ -29,7 +29,15 @@ def policy() -> str | None:
 
 
 @pytest.fixture
-async def system(nats_server: NatsServer, tmp_path: Path, policy: str | None) -> AsyncIterator[LocalSystem]:
+def trace_url() -> str | None:
+    """The console's trace link template: none."""
+    return None
+
+
+@pytest.fixture
+async def system(
+    nats_server: NatsServer, tmp_path: Path, policy: str | None, trace_url: str | None
+) -> AsyncIterator[LocalSystem]:
     """Everything running in this process, the console on a free port signed in to with `TOKEN`."""
     policy_path = None
     if policy is not None:
@@ -38,6 +46,7 @@ async def system(nats_server: NatsServer, tmp_path: Path, policy: str | None) ->
     settings = Settings(
         nats_url=nats_server.url, emulator_port=0, ingress_port=0, ingress_host="127.0.0.1", console_port=0,
         console_token=Secret(TOKEN), policy_path=None if policy_path is None else str(policy_path),
+        trace_url=trace_url,
     )  # fmt: skip
     local = LocalSystem(settings, data_dir=tmp_path, workers=1, pace=0)
     await local.start()

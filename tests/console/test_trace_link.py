@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 
 import aiohttp
 import pytest
@@ -12,10 +11,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from switchboard.cli.local import LocalSystem
-from switchboard.cli.natsserver import NatsServer
 from switchboard.shared import tracing
-from switchboard.shared.config import Secret, Settings
-from tests.console.conftest import TOKEN, console_url, emulator
+from tests.console.conftest import console_url, emulator
 from tests.waiting import eventually
 
 TRACE_URL = "http://jaeger.example.com/trace/{trace_id}"
@@ -31,18 +28,9 @@ def traced() -> Iterator[InMemorySpanExporter]:
 
 
 @pytest.fixture
-async def system(nats_server: NatsServer, tmp_path: Path, traced: InMemorySpanExporter) -> AsyncIterator[LocalSystem]:
-    """The whole system with the console's trace link set to a Jaeger URL."""
-    settings = Settings(
-        nats_url=nats_server.url, emulator_port=0, ingress_port=0, ingress_host="127.0.0.1", console_port=0,
-        console_token=Secret(TOKEN), trace_url=TRACE_URL,
-    )  # fmt: skip
-    local = LocalSystem(settings, data_dir=tmp_path, workers=1, pace=0)
-    await local.start()
-    try:
-        yield local
-    finally:
-        await local.stop()
+def trace_url(traced: InMemorySpanExporter) -> str:
+    """A Jaeger link template, with tracing on."""
+    return TRACE_URL
 
 
 async def test_a_calls_page_links_to_its_trace(system: LocalSystem, operator: aiohttp.ClientSession) -> None:

@@ -14,6 +14,7 @@ from switchboard.emulator.server import Emulator
 from switchboard.shared.bus import Bus
 from switchboard.shared.config import Settings
 from switchboard.shared.events import CloudEvent
+from tests.processes import Proc
 from tests.reading import stored
 from tests.waiting import eventually
 
@@ -63,3 +64,14 @@ async def call_events(bus: Bus, call_id: str, *, until: str = "ended", timeout_s
 
     result = await eventually(read, timeout=timeout_s, interval=0.1, what=f"{call_id} has {until}")
     return result
+
+
+@pytest.fixture
+async def procs() -> AsyncIterator[list[Proc]]:
+    """Subprocesses started by a test; any still running are killed afterwards."""
+    started: list[Proc] = []
+    yield started
+    for p in started:
+        if p.proc.returncode is None:
+            p.proc.kill()
+            await p.proc.wait()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import msgspec
@@ -19,17 +18,6 @@ from switchboard.shared.bus import Bus
 from switchboard.shared.events import SessionLease
 from tests.e2e.conftest import call_events
 from tests.processes import CLI, Proc, spawn
-
-
-@pytest.fixture
-async def procs() -> AsyncIterator[list[Proc]]:
-    """Subprocesses started by a test; any still running are killed afterwards."""
-    started: list[Proc] = []
-    yield started
-    for p in started:
-        if p.proc.returncode is None:
-            p.proc.kill()
-            await p.proc.wait()
 
 
 @pytest.mark.timeout(90)

@@ -58,16 +58,6 @@ async def receiver() -> AsyncIterator[Receiver]:
     await started.stop()
 
 
-@pytest.fixture
-async def procs() -> AsyncIterator[list[Proc]]:
-    started: list[Proc] = []
-    yield started
-    for p in started:
-        if p.proc.returncode is None:
-            p.proc.kill()
-            await p.proc.wait()
-
-
 @pytest.mark.timeout(90)
 async def test_one_trace_spans_the_ingress_controller_and_session_of_a_call(
     nats_server: NatsServer, bus: Bus, receiver: Receiver, procs: list[Proc]
