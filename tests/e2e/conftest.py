@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from switchboard.cli.local import LocalSystem
-from switchboard.cli.natsserver import NatsServer
+from switchboard.cli.local import LocalSystem, new_webhook_secret
+from switchboard.cli.natsserver import NatsServer, free_port
+from switchboard.emulator.config import EmulatorConfig
 from switchboard.emulator.server import Emulator
 from switchboard.shared.bus import Bus
 from switchboard.shared.config import Settings
@@ -75,3 +76,21 @@ async def procs() -> AsyncIterator[list[Proc]]:
         if p.proc.returncode is None:
             p.proc.kill()
             await p.proc.wait()
+
+
+@contextlib.asynccontextmanager
+async def standalone_emulator(nats_url: str, key: str) -> AsyncIterator[tuple[Emulator, dict[str, str]]]:
+    """An emulator for services run as their own processes, and the environment that points them at it,
+    at NATS and at a free ingress port: only NATS_URL and the OpenAI variables (and that port)."""
+    secret, ingress_port = new_webhook_secret(), free_port()
+    emulator = Emulator(
+        EmulatorConfig(port=0, pace=0, api_key=key, webhook_secret=secret,
+                       webhook_url=f"http://127.0.0.1:{ingress_port}/webhooks/openai")
+    )  # fmt: skip
+    await emulator.start()
+    env = {"NATS_URL": nats_url, "OPENAI_API_KEY": key, "OPENAI_WEBHOOK_SECRET": secret,
+           "OPENAI_BASE_URL": emulator.base_url, "INGRESS_PORT": str(ingress_port)}  # fmt: skip
+    try:
+        yield emulator, env
+    finally:
+        await emulator.shutdown()

@@ -10,13 +10,11 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from switchboard.cli.local import LocalSystem, new_webhook_secret
+from switchboard.cli.local import LocalSystem
 from switchboard.cli.natsserver import NatsServer, free_port
-from switchboard.emulator.config import EmulatorConfig
-from switchboard.emulator.server import Emulator
 from switchboard.shared.bus import Bus
 from switchboard.shared.events import SessionLease
-from tests.e2e.conftest import call_events
+from tests.e2e.conftest import call_events, standalone_emulator
 from tests.processes import CLI, Proc, spawn
 
 
@@ -26,15 +24,7 @@ async def test_each_service_runs_alone_and_workers_run_side_by_side(
 ) -> None:
     """ingress, controller, two session workers and the projector, each its own process on one host with
     only NATS_URL and the OpenAI variables set (no ports but the ingress's), serve calls; SIGTERM exits 0."""
-    secret, key, ingress_port = new_webhook_secret(), "sk-test-cli", free_port()
-    emulator = Emulator(
-        EmulatorConfig(port=0, pace=0, api_key=key, webhook_secret=secret,
-                       webhook_url=f"http://127.0.0.1:{ingress_port}/webhooks/openai")
-    )  # fmt: skip
-    await emulator.start()
-    env = {"NATS_URL": nats_server.url, "OPENAI_API_KEY": key, "OPENAI_WEBHOOK_SECRET": secret,
-           "OPENAI_BASE_URL": emulator.base_url, "INGRESS_PORT": str(ingress_port)}  # fmt: skip
-    try:
+    async with standalone_emulator(nats_server.url, "sk-test-cli") as (emulator, env):
         procs.append(await spawn("ingress", env=env))
         procs.append(await spawn("controller", env=env))
         for name in ("worker-a", "worker-b"):
@@ -48,8 +38,6 @@ async def test_each_service_runs_alone_and_workers_run_side_by_side(
             assert emulator.calls[call_id].state == "ended"
         assert all(p.proc.returncode is None for p in procs)  # none died on a taken port
         assert [await p.stop() for p in procs] == [0, 0, 0, 0, 0]
-    finally:
-        await emulator.shutdown()
 
 
 @pytest.mark.timeout(120)

@@ -8,12 +8,9 @@ import pytest
 from aiohttp import web
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from switchboard.cli.local import new_webhook_secret
 from switchboard.cli.natsserver import NatsServer, free_port
-from switchboard.emulator.config import EmulatorConfig
-from switchboard.emulator.server import Emulator
 from switchboard.shared.bus import Bus
-from tests.e2e.conftest import call_events
+from tests.e2e.conftest import call_events, standalone_emulator
 from tests.processes import Proc, spawn
 from tests.waiting import eventually
 
@@ -64,17 +61,10 @@ async def test_one_trace_spans_the_ingress_controller_and_session_of_a_call(
 ) -> None:
     """A call's spans from the ingress, controller and session worker share one trace id, which the stored
     ``incoming`` event carries as its ``traceparent``."""
-    secret, key, ingress_port = new_webhook_secret(), "sk-test-traces", free_port()
-    emulator = Emulator(
-        EmulatorConfig(port=0, pace=0, api_key=key, webhook_secret=secret,
-                       webhook_url=f"http://127.0.0.1:{ingress_port}/webhooks/openai")
-    )  # fmt: skip
-    await emulator.start()
-    env = {"NATS_URL": nats_server.url, "OPENAI_API_KEY": key, "OPENAI_WEBHOOK_SECRET": secret,
-           "OPENAI_BASE_URL": emulator.base_url, "INGRESS_PORT": str(ingress_port),
-           "OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver.port}",
-           "OTEL_BSP_SCHEDULE_DELAY": "100"}  # fmt: skip
-    try:
+    traced = {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver.port}",
+              "OTEL_BSP_SCHEDULE_DELAY": "100"}  # fmt: skip
+    async with standalone_emulator(nats_server.url, "sk-test-traces") as (emulator, env):
+        env.update(traced)
         for service in ("ingress", "controller", "session"):
             procs.append(await spawn(service, env=env))
         call_id = emulator.place_call("+14155550101", "+18005550100", script="short")
@@ -92,5 +82,3 @@ async def test_one_trace_spans_the_ingress_controller_and_session_of_a_call(
         assert all(call_id not in name for name in names)
         assert len([n for _, trace, n in receiver.spans if trace == trace_id]) < 100
         assert [await p.stop() for p in procs] == [0, 0, 0]
-    finally:
-        await emulator.shutdown()
