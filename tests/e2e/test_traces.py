@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from aiohttp import web
+from nats.js.api import DeliverPolicy
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from switchboard.cli.natsserver import NatsServer, free_port
@@ -49,6 +51,7 @@ class Receiver:
 
 @pytest.fixture
 async def receiver() -> AsyncIterator[Receiver]:
+    """A receiver on a free loopback port, for the services' ``OTEL_EXPORTER_OTLP_ENDPOINT``."""
     started = Receiver()
     await started.start()
     yield started
@@ -60,7 +63,7 @@ async def test_one_trace_spans_the_ingress_controller_and_session_of_a_call(
     nats_server: NatsServer, bus: Bus, receiver: Receiver, procs: list[Proc]
 ) -> None:
     """A call's spans from the ingress, controller and session worker share one trace id, which the stored
-    ``incoming`` event carries as its ``traceparent``."""
+    ``incoming`` event carries as its ``traceparent`` and every stored message of the call in its headers."""
     traced = {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver.port}",
               "OTEL_BSP_SCHEDULE_DELAY": "100"}  # fmt: skip
     async with standalone_emulator(nats_server.url, "sk-test-traces") as (emulator, env):
@@ -78,7 +81,46 @@ async def test_one_trace_spans_the_ingress_controller_and_session_of_a_call(
         names = {name for _, trace, name in receiver.spans if trace == trace_id}
         assert {"POST /webhooks/openai", "publish calls.{call_id}.incoming", "process calls.{call_id}.incoming",
                 "POST /realtime/calls/{id}/accept", "process calls.{call_id}.accepted", "attach sideband",
-                "agent turn"} <= names  # fmt: skip
+                "GET /realtime", "agent turn"} <= names  # fmt: skip
         assert all(call_id not in name for name in names)
         assert len([n for _, trace, n in receiver.spans if trace == trace_id]) < 100
+        headers = await _stored_headers(bus, call_id, len(logged))
+        assert len(headers) == len(logged)
+        assert [h.get("traceparent", "").split("-")[1:2] for h in headers] == [[trace_id]] * len(headers)
         assert [await p.stop() for p in procs] == [0, 0, 0]
+
+
+async def _stored_headers(bus: Bus, call_id: str, count: int) -> list[dict[str, str]]:
+    """The NATS headers of the first `count` messages stored for `call_id`, in stream order."""
+    sub = await bus.js.subscribe(f"calls.{call_id}.>", ordered_consumer=True, deliver_policy=DeliverPolicy.ALL)
+    try:
+        return [dict((await sub.next_msg(timeout=5)).headers or {}) for _ in range(count)]
+    finally:
+        await sub.unsubscribe()
+
+
+@pytest.mark.timeout(90)
+async def test_up_traces_a_call_as_one_service_when_asked(
+    tmp_path: Path, receiver: Receiver, procs: list[Proc]
+) -> None:
+    """`switchboard up` with the OTEL environment exports each call's trace, from the webhook to the sideband,
+    as the one service ``switchboard-up``."""
+    env = {"EMULATOR_PORT": str(free_port()), "INGRESS_PORT": str(free_port()), "OPENAI_API_KEY": "",
+           "NATS_URL": "", "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver.port}",
+           "OTEL_BSP_SCHEDULE_DELAY": "100"}  # fmt: skip
+    up = await spawn("up", "--pace", "0", "--data-dir", str(tmp_path / "data"), env=env)
+    procs.append(up)
+    await up.wait_for_line("Switchboard is up", timeout_s=60)
+    call = await spawn("call", "--from", "+14155550101", "--to", "+18005550100", "--script", "short", "--wait",
+                       env=env)  # fmt: skip
+    procs.append(call)
+    assert await call.wait(30) == 0
+
+    def call_trace() -> set[str]:
+        webhooks = {trace for _, trace, name in receiver.spans if name == "POST /webhooks/openai"}
+        return {name for _, trace, name in receiver.spans if trace in webhooks}
+
+    path = {"POST /webhooks/openai", "process calls.{call_id}.accepted", "attach sideband"}
+    await eventually(lambda: path <= call_trace(), timeout=15, what="the call's trace from the webhook to the sideband")
+    assert {service for service, _, _ in receiver.spans} == {"switchboard-up"}
+    assert await up.stop(30) == 0

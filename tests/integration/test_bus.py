@@ -48,7 +48,7 @@ async def test_connecting_to_no_server_gives_up_when_told_with_a_clear_error() -
 
 async def test_a_pipelined_batch_is_stored_in_order_and_once(bus: Bus) -> None:
     """send_many + confirm store a batch in order; sending it again stores nothing more (its msg ids)."""
-    batch = [(bus.event("rtc_p", f"rt.e{i}", {"i": i}), f"rtc_p:e{i}") for i in range(50)]
+    batch = [(bus.event("rtc_p", f"rt.e{i}", {"i": i}), f"rtc_p:e{i}", None) for i in range(50)]
     await bus.confirm(await bus.send_many(batch))
     await bus.confirm(await bus.send_many(batch))
     stored = [e.data["i"] for e in await log_of(bus, "rtc_p")]
@@ -60,7 +60,7 @@ async def test_a_pipelined_batch_is_stored_in_order_and_once(bus: Bus) -> None:
 async def test_a_line_break_in_a_pipelined_message_id_cannot_add_headers(bus: Bus) -> None:
     """A msg id with CR/LF (OpenAI's event_id is outside input) is stored blanked, as one header."""
     hostile = "rtc_h:evt\r\nNats-Expected-Stream: OTHER"
-    await bus.confirm(await bus.send_many([(bus.event("rtc_h", "rt.x", {"n": 1}), hostile)]))
+    await bus.confirm(await bus.send_many([(bus.event("rtc_h", "rt.x", {"n": 1}), hostile, None)]))
     stored = await bus.js.get_last_msg("CALLS", "calls.rtc_h.rt.x")
     assert stored.headers == {"Nats-Msg-Id": "rtc_h:evt  Nats-Expected-Stream: OTHER"}
 
@@ -68,8 +68,8 @@ async def test_a_line_break_in_a_pipelined_message_id_cannot_add_headers(bus: Bu
 async def test_an_event_too_large_for_the_server_fails_its_batch_and_the_rest_are_stored(bus: Bus) -> None:
     """A pipelined event over the server's max payload makes confirm raise; the events around it land."""
     huge = {"blob": "x" * (bus.nc.max_payload + 1)}
-    batch = [(bus.event("rtc_m", "rt.a", {}), "rtc_m:a"), (bus.event("rtc_m", "rt.b", huge), "rtc_m:b"),
-             (bus.event("rtc_m", "rt.c", {}), "rtc_m:c")]  # fmt: skip
+    batch = [(bus.event("rtc_m", "rt.a", {}), "rtc_m:a", None), (bus.event("rtc_m", "rt.b", huge), "rtc_m:b", None),
+             (bus.event("rtc_m", "rt.c", {}), "rtc_m:c", None)]  # fmt: skip
     with pytest.raises(BusUnavailable):
         await bus.confirm(await bus.send_many(batch), timeout_s=2.0)
     assert await bus.last_event("rtc_m", "rt.a") is not None
@@ -80,7 +80,7 @@ async def test_an_event_too_large_for_the_server_fails_its_batch_and_the_rest_ar
 async def test_confirming_a_batch_the_stream_cannot_store_raises_bus_unavailable(bus: Bus) -> None:
     """With the CALLS stream gone, confirm fails with BusUnavailable instead of losing events quietly."""
     await bus.js.delete_stream("CALLS")
-    sent = await bus.send_many([(bus.event("rtc_q", "rt.x", {}), "rtc_q:x")])
+    sent = await bus.send_many([(bus.event("rtc_q", "rt.x", {}), "rtc_q:x", None)])
     with pytest.raises(BusUnavailable):
         await bus.confirm(sent, timeout_s=1.0)
 

@@ -35,10 +35,10 @@ def _golden(name: str) -> list[bytes]:
 
 async def _store_pipelined(bus: Bus, lines: list[bytes]) -> None:
     """Each line as the relay stores events (`send_many`); a line that is no event, as it is."""
-    batch: list[tuple[events.CloudEvent, str | None]] = []
+    batch: list[tuple[events.CloudEvent, str | None, str | None]] = []
     for line in lines:
         try:
-            batch.append((events.decode(line), None))
+            batch.append((events.decode(line), None, None))
         except msgspec.ValidationError:
             await bus.confirm(await bus.send_many(batch))
             batch = []

@@ -12,6 +12,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from switchboard.shared import tracing
 from switchboard.shared.bus.client import _subject_template
 from switchboard.shared.events import make_event
+from switchboard.shared.openai import route_of
 from switchboard.shared.projections import CALL_RECORDS, fold
 from switchboard.shared.schema import typed
 
@@ -83,3 +84,10 @@ def test_the_call_record_names_the_trace_of_the_calls_first_event() -> None:
     incoming = make_event("rtc_1", "incoming", {"data": {"call_id": "rtc_1", "sip_headers": []}}, source="t")
     stamped = msgspec.structs.replace(incoming, traceparent=f"00-{'ab' * 16}-{'cd' * 8}-01")
     assert fold(CALL_RECORDS, [typed(stamped, seq=1)])["rtc_1"].trace_id == "ab" * 16
+
+
+def test_openai_request_spans_are_named_by_route_not_by_call_id() -> None:
+    """REST and sideband paths become route templates; the call id is returned for an attribute."""
+    assert route_of("/v1/realtime/calls/rtc_1/accept") == ("/realtime/calls/{id}/accept", "rtc_1")
+    assert route_of("/v1/live/sessions/ls_%2F1/attach") == ("/live/sessions/{id}/attach", "ls_/1")
+    assert route_of("/v1/realtime") == ("/realtime", None)

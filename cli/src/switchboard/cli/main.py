@@ -21,6 +21,7 @@ from switchboard.emulator.errors import EmulatorError
 from switchboard.emulator.scripts import SCRIPTS
 from switchboard.shared import config as config_module
 from switchboard.shared import logging as logging_module
+from switchboard.shared import tracing
 from switchboard.shared.config import Settings
 from switchboard.shared.errors import ConfigError, SwitchboardError
 from switchboard.shared.lifecycle import run as _run
@@ -290,6 +291,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging_module.configure(fmt=settings.log_format, level=level)
         if args.command not in ("demo", "up", "emulator"):
             settings = _find_up(settings)
+        if args.command in ("demo", "up"):  # every service in this one process: one traced service
+            tracing.configure(args.command)
         if args.command == "demo":
             from switchboard.cli.local import run_demo
 
@@ -324,6 +327,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    finally:
+        tracing.shutdown()  # what is still buffered goes out (nothing when tracing is off)
     return 0
 
 

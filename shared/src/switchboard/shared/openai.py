@@ -17,11 +17,12 @@ import contextlib
 import contextvars
 import functools
 import random
+import re
 import time
 import urllib.request
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import aiohttp
 import httpx
@@ -101,7 +102,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         """The aiohttp session (created on first use, inside the running loop)."""
         if self._session is None:
             connector = aiohttp.TCPConnector(limit=self._max_connections)
-            self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
+            self._session = aiohttp.ClientSession(
+                connector=connector, auto_decompress=False, trace_configs=tracing.http_client_tracing(route_of)
+            )
         return self._session
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -197,18 +200,6 @@ class CallsClient:
             raise _TransportError(f"ReadError: {str(exc) or type(exc).__name__}") from exc
 
     async def _post(self, call_id: str, op: str, body: dict[str, Any] | None, surface: Surface) -> CallResult:
-        if not tracing.enabled():
-            return await self._post_untraced(call_id, op, body, surface)
-        route = f"/{_PATHS[surface]}/{{id}}/{op}"
-        attributes = {"http.request.method": "POST", "http.route": route, "server.address": self._http.base_url.host,
-                      "switchboard.call_id": call_id}  # fmt: skip
-        with tracing.span(f"POST {route}", kind=tracing.SpanKind.CLIENT, attributes=attributes) as span:
-            result = await self._post_untraced(call_id, op, body, surface)
-            if span is not None:
-                span.set_attribute("http.response.status_code", result.http_status)
-            return result
-
-    async def _post_untraced(self, call_id: str, op: str, body: dict[str, Any] | None, surface: Surface) -> CallResult:
         url = f"{self._base_url}{_PATHS[surface]}/{quote(call_id, safe='')}/{op}"
         payload = msgspec.json.encode(body if body is not None else {})
         started = time.perf_counter()
@@ -266,6 +257,19 @@ async def warn_if_unusable(calls: CallsClient, *, service: str) -> None:
         log.warning(
             "openai_unusable", service=service, problem=problem, hint="check OPENAI_BASE_URL and OPENAI_API_KEY"
         )
+
+
+_ROUTE = re.compile(r"/(realtime/calls|live/sessions)/([^/]+)(/[^/]*)?$")
+
+
+def route_of(path: str) -> tuple[str, str | None]:
+    """A request path to OpenAI as a low-cardinality route (under the base URL), and the call id in it:
+    ``/v1/realtime/calls/rtc_1/accept`` → (``/realtime/calls/{id}/accept``, ``rtc_1``); the Realtime
+    sideband ``/v1/realtime`` → (``/realtime``, None); anything else → its last segment."""
+    found = _ROUTE.search(path)
+    if found is not None:
+        return f"/{found[1]}/{{id}}{found[3] or ''}", unquote(found[2])
+    return "/" + path.rstrip("/").rsplit("/", 1)[-1], None
 
 
 def sideband_url(base_url: str, call_id: str, surface: Surface = "realtime") -> str:
@@ -443,4 +447,6 @@ def sideband_session() -> aiohttp.ClientSession:
     body of a refused upgrade kept so the error can carry OpenAI's error code."""
     trace = aiohttp.TraceConfig()
     trace.on_request_end.append(_keep_refusal_body)
-    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), trace_configs=[trace])
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0), trace_configs=[trace, *tracing.http_client_tracing(route_of)]
+    )

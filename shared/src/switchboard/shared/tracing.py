@@ -8,18 +8,20 @@ named; ``OTEL_TRACES_EXPORTER=none`` turns it off whatever else is set. Spans go
 is one attribute check and a no-op context manager, and nothing is injected into messages.
 
 The services make the spans of a call's path (the webhook, its publish, the controller's processing,
-OpenAI's REST call, the worker's claim and attach, tool calls, commands) with `span`; `Bus.publish`
-injects the current context into each message's headers (`inject`), and a consumer continues the trace
-from a message's headers (`extract`). The ingress also stamps the call's first event with the CloudEvents
-distributed-tracing extension (``traceparent``), so replays and projections can link a call to its trace.
+the worker's claim and attach, tool calls, commands) with `span`; OpenAI's REST calls and sideband
+upgrades are OpenTelemetry's aiohttp client instrumentation (`http_client_tracing`). `Bus.publish` puts
+the current span's ``traceparent`` in each message's headers (the session's relay puts its call's),
+`Bus.request` too (`inject`), and a consumer continues the trace from a message's headers (`extract`).
+The ingress also stamps the call's first event with the CloudEvents distributed-tracing extension
+(``traceparent``), so replays and projections can link a call to its trace.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -29,6 +31,9 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExport
 from opentelemetry.trace import Span, SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+if TYPE_CHECKING:
+    import aiohttp
+
 __all__ = [
     "SpanKind",
     "annotate",
@@ -36,6 +41,7 @@ __all__ = [
     "consumer_span",
     "enabled",
     "extract",
+    "http_client_tracing",
     "inject",
     "producer_span",
     "record_span",
@@ -162,6 +168,30 @@ def record_span(
         return
     parent_context = _propagator.extract({"traceparent": parent}) if parent else None
     tracer.start_span(name, context=parent_context, start_time=start_ns, attributes=dict(attributes or {})).end()
+
+
+def http_client_tracing(route: Callable[[str], tuple[str, str | None]]) -> list[aiohttp.TraceConfig]:
+    """OpenTelemetry's aiohttp client instrumentation, for a client session's ``trace_configs`` while
+    tracing is on (none when off): a CLIENT span per request, with the request's ``traceparent`` header.
+    `route` turns a URL path into a template to name the span with, and the call id it names (if any):
+    ``/v1/realtime/calls/rtc_1/accept`` → (``/realtime/calls/{id}/accept``, ``rtc_1``)."""
+    provider = _provider
+    if provider is None:
+        return []
+    from opentelemetry.instrumentation._semconv import _StabilityMode
+    from opentelemetry.instrumentation.aiohttp_client import create_trace_config
+
+    def named(request_span: Span | None, params: aiohttp.TraceRequestStartParams) -> None:
+        if request_span is None or not request_span.is_recording():
+            return
+        template, call_id = route(params.url.path)
+        request_span.update_name(f"{params.method} {template}")
+        request_span.set_attribute("http.route", template)
+        if call_id is not None:
+            request_span.set_attribute("switchboard.call_id", call_id)
+
+    # The stable HTTP conventions (``http.request.method``, ``url.full``…), as the rest of the spans use.
+    return [create_trace_config(request_hook=named, tracer_provider=provider, sem_conv_opt_in_mode=_StabilityMode.HTTP)]
 
 
 def annotate(attributes: Mapping[str, Any]) -> None:

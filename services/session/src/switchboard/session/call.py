@@ -92,7 +92,7 @@ class CallSession:
         self._own_publisher: Publisher | None = None
         if publisher is None:
             publisher = self._own_publisher = Publisher(bus, self._metrics)
-        self._relay_out = relay if relay is not None else publisher.relay(call_id, attempt)
+        self._relay_out = relay if relay is not None else publisher.relay(call_id, attempt, self._trace)
         # A worker routes its calls' recorded command outcomes to `on_command_recorded` from one
         # subscription of its own; a session on its own watches its call's.
         self._watch_outcomes = watch_outcomes
@@ -141,7 +141,7 @@ class CallSession:
         while True:
             try:
                 attaching = {"switchboard.surface": self.accepted.surface, "switchboard.reconnects": failures}
-                with tracing.span("attach sideband", kind=tracing.SpanKind.CLIENT, attributes=attaching):
+                with tracing.span("attach sideband", attributes=attaching):
                     sideband = await self._open_sideband(self.call_id)
             except UpstreamError as exc:
                 if exc.status is not None and exc.status < 500:

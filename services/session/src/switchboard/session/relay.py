@@ -63,10 +63,11 @@ def rt_kind(type_: object) -> str:
 class Relay:
     """One call's side of the publisher: hand over its events, and wait until they are all stored."""
 
-    def __init__(self, publisher: Publisher, call_id: str, lease: int) -> None:
+    def __init__(self, publisher: Publisher, call_id: str, lease: int, traceparent: str | None = None) -> None:
         self._publisher = publisher
         self._call_id = call_id
         self._lease = lease
+        self._traceparent = traceparent  # the call's trace (the holder's span), in every message's headers
         self._outstanding = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -87,7 +88,7 @@ class Relay:
         )
         self._outstanding += 1
         self._idle.clear()
-        self._publisher.put(self, envelope, msg_id)
+        self._publisher.put(self, envelope, msg_id, self._traceparent)
 
     def record(self, kind: str, data: Any, *, msg_id: str | None = None) -> None:
         """Queue one of the holder's own events (``session.claimed``, ``ended``…) behind the call's relayed
@@ -98,7 +99,7 @@ class Relay:
         envelope = self._publisher.bus.event(self._call_id, kind, data, lease=self._lease)
         self._outstanding += 1
         self._idle.clear()
-        self._publisher.put(self, envelope, msg_id or f"{self._call_id}:{kind}")
+        self._publisher.put(self, envelope, msg_id or f"{self._call_id}:{kind}", self._traceparent)
 
     async def flush(self, timeout_s: float = _RETRY_FOR_S + 10.0) -> None:
         """Wait until every event handed over is stored; `BusUnavailable` if one could not be."""
@@ -117,7 +118,7 @@ class Relay:
             self._idle.set()
 
 
-_Item = tuple[Relay, events.CloudEvent, str | None, float]
+_Item = tuple[Relay, events.CloudEvent, str | None, str | None, float]
 
 
 class Publisher:
@@ -132,8 +133,9 @@ class Publisher:
         self._task: asyncio.Task[None] | None = None
         self._confirming: set[asyncio.Task[None]] = set()
 
-    def relay(self, call_id: str, lease: int) -> Relay:
-        return Relay(self, call_id, lease)
+    def relay(self, call_id: str, lease: int, traceparent: str | None = None) -> Relay:
+        """A call's relay; `traceparent` (while tracing is on) goes in the headers of all its messages."""
+        return Relay(self, call_id, lease, traceparent)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="relay-publisher")
@@ -146,8 +148,8 @@ class Publisher:
         if tasks:
             await asyncio.wait(tasks, timeout=5.0)
 
-    def put(self, relay: Relay, envelope: events.CloudEvent, msg_id: str | None) -> None:
-        self._queued.append((relay, envelope, msg_id, time.perf_counter()))
+    def put(self, relay: Relay, envelope: events.CloudEvent, msg_id: str | None, traceparent: str | None) -> None:
+        self._queued.append((relay, envelope, msg_id, traceparent, time.perf_counter()))
         self._wake.set()
 
     async def _run(self) -> None:
@@ -164,7 +166,7 @@ class Publisher:
                 await self._slots.acquire()
                 batch, self._queued = self._queued[:_BATCH_MAX], self._queued[_BATCH_MAX:]
                 try:
-                    sent = await self.bus.send_many([(envelope, msg_id) for _, envelope, msg_id, _ in batch])
+                    sent = await self.bus.send_many([(event, msg_id, trace) for _, event, msg_id, trace, _ in batch])
                 except BaseException:
                     self._slots.release()
                     raise
@@ -193,7 +195,7 @@ class Publisher:
             self._slots.release()
         now = time.perf_counter()
         counts: dict[Relay, int] = {}
-        for relay, _, _, received in batch:
+        for relay, _, _, _, received in batch:
             counts[relay] = counts.get(relay, 0) + 1
             if failure is None:
                 self._metrics.relay_seconds.observe(now - received)

@@ -306,7 +306,7 @@ class SessionWorker:
                 self.telemetry.claimed_after_handover.inc()
             self.telemetry.claim_wait.observe(_seconds_since(accepted_event.time))
             # The call's events, from its claim to its end, go through the worker's publisher in order.
-            relay = self._publisher.relay(call_id, lease.token)
+            relay = self._publisher.relay(call_id, lease.token, tracing.traceparent())
             claimed = events.SessionLease(worker=self.worker, attempt=lease.token)
             relay.record("session.claimed", claimed, msg_id=f"{call_id}:claimed:{lease.token}")
             bound.info("call_claimed")

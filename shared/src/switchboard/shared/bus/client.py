@@ -37,7 +37,7 @@ from nats.js.kv import KeyValue
 
 from switchboard.shared import events, tracing
 from switchboard.shared.bus.consume import WorkQueue
-from switchboard.shared.bus.pipeline import Batch, Pipeline, SentBatch
+from switchboard.shared.bus.pipeline import Batch, Pipeline, SentBatch, message_headers
 from switchboard.shared.bus.urls import split_credentials
 from switchboard.shared.config import Settings
 from switchboard.shared.errors import AlreadyRecorded, BusUnavailable, ConfigError, NoResponder
@@ -280,22 +280,21 @@ class Bus:
         msg_id: str | None = None,
         expect_empty_subject: bool = False,
         timeout_s: float = 5.0,
+        traceparent: str | None = None,
     ) -> PublishResult:
         """Store `event` on ``calls.<subject>.<kind>`` and wait for the stream's acknowledgement.
 
         `msg_id` deduplicates within the stream's window. `expect_empty_subject` makes the publish
-        conditional on the subject holding no event yet (raises `AlreadyRecorded` otherwise).
+        conditional on the subject holding no event yet (raises `AlreadyRecorded` otherwise). While
+        tracing is on, the message carries a ``traceparent`` header: `traceparent`, else the current span's.
         """
         subj = events.subject(event.call_id, event.kind)
         await self._until_connected(timeout_s)
-        if self.fast_path and not tracing.enabled():  # a traced message carries headers: nats-py's publish
-            return await self._publish_fast(subj, event, msg_id, expect_empty_subject, timeout_s)
-        headers: dict[str, str] = {}
-        if msg_id is not None:
-            headers["Nats-Msg-Id"] = msg_id
-        if expect_empty_subject:
-            headers["Nats-Expected-Last-Subject-Sequence"] = "0"
-        tracing.inject(headers)  # the current span's traceparent, while tracing is on
+        if traceparent is None:
+            traceparent = tracing.traceparent()
+        if self.fast_path:
+            return await self._publish_fast(subj, event, msg_id, expect_empty_subject, timeout_s, traceparent)
+        headers = message_headers(msg_id, expect_empty=expect_empty_subject, traceparent=traceparent)
         try:
             ack = await self.js.publish(
                 subj, events.encode(event), timeout=timeout_s, stream=events.STREAM, headers=headers or None
@@ -309,12 +308,19 @@ class Bus:
         return PublishResult(seq=ack.seq, duplicate=bool(ack.duplicate))
 
     async def _publish_fast(
-        self, subj: str, event: events.CloudEvent, msg_id: str | None, expect_empty: bool, timeout_s: float
+        self,
+        subj: str,
+        event: events.CloudEvent,
+        msg_id: str | None,
+        expect_empty: bool,
+        timeout_s: float,
+        traceparent: str | None,
     ) -> PublishResult:
         try:
             ack = await self.pipeline.publish_one(
-                subj, events.encode(event), msg_id, expect_empty=expect_empty, timeout_s=timeout_s
-            )
+                subj, events.encode(event), msg_id, expect_empty=expect_empty, timeout_s=timeout_s,
+                traceparent=traceparent,
+            )  # fmt: skip
         except (TimeoutError, nats.errors.Error) as exc:
             raise BusUnavailable(f"publish to {subj} not acknowledged: {type(exc).__name__}") from exc
         if ack.error is not None:
@@ -333,8 +339,8 @@ class Bus:
         """Wait for a sent batch's acknowledgements, then publish again, one by one and in order, whatever
         was not stored (its ``Nats-Msg-Id`` makes that safe); `BusUnavailable` if one of those fails too."""
         await self.pipeline.wait(sent, timeout_s)
-        for i, event, msg_id in sent.unconfirmed():
-            await self.publish(event, msg_id=msg_id, timeout_s=timeout_s)
+        for i, event, msg_id, traceparent in sent.unconfirmed():
+            await self.publish(event, msg_id=msg_id, timeout_s=timeout_s, traceparent=traceparent)
             sent.confirmed[i] = True
 
     async def record(

@@ -43,8 +43,8 @@ from switchboard.shared.logging import get_logger
 
 log = get_logger(__name__)
 
-Batch = Sequence[tuple[events.CloudEvent, str | None]]
-"""Events to store, in order, each with its ``Nats-Msg-Id`` (or None)."""
+Batch = Sequence[tuple[events.CloudEvent, str | None, str | None]]
+"""Events to store, in order, each with its ``Nats-Msg-Id`` and its W3C ``traceparent`` header (or None)."""
 
 
 class SentBatch:
@@ -66,8 +66,8 @@ class SentBatch:
         if self.remaining == 0 and not self.done.done():
             self.done.set_result(None)
 
-    def unconfirmed(self) -> list[tuple[int, events.CloudEvent, str | None]]:
-        return [(i, event, msg_id) for i, (event, msg_id) in enumerate(self.batch) if not self.confirmed[i]]
+    def unconfirmed(self) -> list[tuple[int, events.CloudEvent, str | None, str | None]]:
+        return [(i, *item) for i, item in enumerate(self.batch) if not self.confirmed[i]]
 
 
 def _acknowledged(sent: SentBatch, index: int, future: asyncio.Future[Any]) -> None:
@@ -93,23 +93,48 @@ _pub_ack = msgspec.json.Decoder(PubAck)
 _NO_NEWLINES = str.maketrans({"\r": " ", "\n": " "})
 
 
-def publish_frame(subject: str, reply: str, msg_id: str | None, payload: bytes, *, expect_empty: bool = False) -> bytes:
-    """One NATS protocol publish: ``HPUB`` with a ``Nats-Msg-Id`` header, or plain ``PUB`` without one.
+def publish_frame(
+    subject: str,
+    reply: str,
+    msg_id: str | None,
+    payload: bytes,
+    *,
+    expect_empty: bool = False,
+    traceparent: str | None = None,
+) -> bytes:
+    """One NATS protocol publish: ``HPUB`` with its headers, or plain ``PUB`` without any.
 
     `subject` and `reply` are checked tokens (`events.subject`, the ack inbox); a message id comes
     partly from OpenAI's ``event_id``, so line breaks in it are blanked as nats-py does for headers.
-    `expect_empty` adds ``Nats-Expected-Last-Subject-Sequence: 0`` (stored only if the subject is empty).
+    `expect_empty` adds ``Nats-Expected-Last-Subject-Sequence: 0`` (stored only if the subject is empty);
+    `traceparent` (the W3C trace context, made by `tracing`) carries the message's trace.
     """
-    if msg_id is None and not expect_empty:
+    if msg_id is None and not expect_empty and traceparent is None:
         return b"PUB %b %b %d\r\n%b\r\n" % (subject.encode(), reply.encode(), len(payload), payload)
     header = b"NATS/1.0\r\n"
     if msg_id is not None:
         header += b"Nats-Msg-Id: %b\r\n" % msg_id.translate(_NO_NEWLINES).strip().encode()
     if expect_empty:
         header += b"Nats-Expected-Last-Subject-Sequence: 0\r\n"
+    if traceparent is not None:
+        header += b"traceparent: %b\r\n" % traceparent.translate(_NO_NEWLINES).strip().encode()
     header += b"\r\n"
     size = len(header) + len(payload)
     return b"HPUB %b %b %d %d\r\n%b%b\r\n" % (subject.encode(), reply.encode(), len(header), size, header, payload)
+
+
+def message_headers(
+    msg_id: str | None, *, expect_empty: bool = False, traceparent: str | None = None
+) -> dict[str, str]:
+    """The headers `publish_frame` writes, for nats-py's own publish (the public path)."""
+    headers: dict[str, str] = {}
+    if msg_id is not None:
+        headers["Nats-Msg-Id"] = msg_id.translate(_NO_NEWLINES).strip()
+    if expect_empty:
+        headers["Nats-Expected-Last-Subject-Sequence"] = "0"
+    if traceparent is not None:
+        headers["traceparent"] = traceparent
+    return headers
 
 
 class _AckInbox:
@@ -200,7 +225,14 @@ class Pipeline:
         return self._acks
 
     async def publish_one(
-        self, subject: str, payload: bytes, msg_id: str | None, *, expect_empty: bool, timeout_s: float
+        self,
+        subject: str,
+        payload: bytes,
+        msg_id: str | None,
+        *,
+        expect_empty: bool,
+        timeout_s: float,
+        traceparent: str | None = None,
     ) -> PubAck:
         """Store one message (fast path only): its acknowledgement, whatever it says; `TimeoutError` when
         none came in time; a `nats.errors.Error` when it could not be written."""
@@ -213,7 +245,8 @@ class Pipeline:
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         reply = acks.reply_for(future)
         try:
-            await nc._send_command(publish_frame(subject, reply, msg_id, payload, expect_empty=expect_empty))
+            frame = publish_frame(subject, reply, msg_id, payload, expect_empty=expect_empty, traceparent=traceparent)
+            await nc._send_command(frame)
             await nc._flush_pending()
             data = await asyncio.wait_for(future, timeout_s)
         finally:
@@ -229,25 +262,28 @@ class Pipeline:
         acks = await self._inbox()
         nc = self._nc
         frames: list[bytes] = []
-        for i, (event, msg_id) in enumerate(sent.batch):
+        for i, (event, msg_id, traceparent) in enumerate(sent.batch):
             reply = acks.reply_to(sent, i)
             sent.replies.append(reply)
             payload = events.encode(event)
             if len(payload) <= nc.max_payload:
-                frames.append(publish_frame(events.subject(event.call_id, event.kind), reply, msg_id, payload))
+                subject = events.subject(event.call_id, event.kind)
+                frames.append(publish_frame(subject, reply, msg_id, payload, traceparent=traceparent))
             else:  # the server would drop the connection for it: left unconfirmed, `confirm` reports it
                 sent.remaining -= 1
         await nc._send_command(b"".join(frames))
         await nc._flush_pending()
 
     async def _send_public(self, sent: SentBatch) -> None:
-        for i, (event, msg_id) in enumerate(sent.batch):
+        for i, (event, msg_id, traceparent) in enumerate(sent.batch):
             payload = events.encode(event)
             if len(payload) > self._nc.max_payload:
                 sent.remaining -= 1
                 continue
-            headers = {"Nats-Msg-Id": msg_id.translate(_NO_NEWLINES).strip()} if msg_id is not None else None
-            future = await self._js.publish_async(events.subject(event.call_id, event.kind), payload, headers=headers)
+            headers = message_headers(msg_id, traceparent=traceparent)
+            future = await self._js.publish_async(
+                events.subject(event.call_id, event.kind), payload, headers=headers or None
+            )
             sent.futures.append(future)
             future.add_done_callback(functools.partial(_acknowledged, sent, i))
 
