@@ -123,7 +123,7 @@ async def worker(js: nats.js.JetStreamContext, calls: int, relayed: int) -> None
 
 async def _main(args: argparse.Namespace) -> float:
     """Play the role; the CPU seconds it used from the first call to the last."""
-    nc = await nats.connect(args.nats)
+    nc = await nats.connect(args.nats, name=f"floor-{args.role}")
     js = nc.jetstream()
     await _stream(js)
     started = os.times()

@@ -104,6 +104,7 @@ class System:
         self.api_key = "sk-bench-" + secrets.token_hex(16)
         self.webhook_secret = new_webhook_secret()
         self.nats_port = free_port()
+        self.monitor_port = free_port()
         self.emulator_port = free_port()
         self.nats: Process | None = None
         self.processes: list[Process] = []
@@ -160,7 +161,8 @@ class System:
     # --- the pieces ----------------------------------------------------------------------------------
 
     async def start_nats(self) -> Process:
-        argv = [find_binary(), "-a", LOOPBACK, "-p", str(self.nats_port), "-js", "-sd", str(self.dir / "js")]
+        argv = [find_binary(), "-a", LOOPBACK, "-p", str(self.nats_port), "-m", str(self.monitor_port), "-js",
+                "-sd", str(self.dir / "js")]  # fmt: skip
         self.nats = await self._spawn("nats-server", argv, os.environ.copy(), None)
         deadline = time.monotonic() + 20
         while True:
@@ -175,6 +177,22 @@ class System:
             if time.monotonic() > deadline or not self.nats.alive:
                 raise RuntimeError(f"nats-server did not start:\n{self.nats.log_tail()}")
             await asyncio.sleep(0.05)
+
+    async def nats_messages(self) -> dict[str, tuple[int, int]]:
+        """Messages each client of nats-server (by connection name) has sent it and been sent so far,
+        closed connections included: {name: (sent, received)}, from the server's monitoring port."""
+        assert self.http is not None
+        url = f"http://{LOOPBACK}:{self.monitor_port}/connz?state=all&limit=100000"
+        async with self.http.get(url, timeout=aiohttp.ClientTimeout(total=10)) as response:
+            connz = await response.json()
+        totals: dict[str, tuple[int, int]] = {}
+        for connection in connz.get("connections") or []:
+            sent, received = totals.get(connection.get("name") or "unnamed", (0, 0))
+            totals[connection.get("name") or "unnamed"] = (
+                sent + connection["in_msgs"],
+                received + connection["out_msgs"],
+            )
+        return totals
 
     async def start_emulator(self, *, webhook_url: str, pace: float, ring_timeout_s: float = 600.0) -> Process:
         argv = [sys.executable, "-m", "bench._emulator", "--port", str(self.emulator_port), "--pace", str(pace),

@@ -154,21 +154,39 @@ async def rate_case(
                 await capture.wait_for(ids, timeout_s=120)
                 cpu = CpuWindow({**pids, "emulator": emulator.pid})
                 profilers = _profilers(procs, profile_dir, "capacity")
+                traffic_before = await system.nats_messages() if system.nats is not None else {}
                 cpu.start()
                 result = await drive_rate([capture.got[c].to(target) for c in ids], rate)
                 records = await wait_greeted(client, ids, GREETING_TIMEOUT_S)
                 await _until_ended(client, ids)
                 await asyncio.sleep(SETTLE_S)
                 cpu.stop()
+                traffic = _traffic(traffic_before, await system.nats_messages()) if system.nats is not None else {}
                 for profiler in profilers:
                     profiler.stop()
             stored = await stored_messages(system.nats_url) if kind == "switchboard" else None
     finally:
         await capture.stop()
     row = _row(kind, rate, ids, result.sent_at, records, cpu, list(pids))
+    row["nats_messages_per_call"] = _per_call(traffic, row["answered"])
     if stored is not None:
         row["events_per_call"] = round(stored / (n + warm), 1)
     return row
+
+
+def _traffic(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]]) -> dict[str, tuple[int, int]]:
+    """Messages each connection sent and received between two `System.nats_messages` snapshots."""
+    zero = (0, 0)
+    return {
+        name: (sent - before.get(name, zero)[0], got - before.get(name, zero)[1]) for name, (sent, got) in after.items()
+    }
+
+
+def _per_call(traffic: dict[str, tuple[int, int]], calls: int) -> dict[str, list[float]]:
+    """Per call: {connection: [messages it sent to nats-server, messages it received]}."""
+    return {
+        name: [round(sent / calls, 1), round(got / calls, 1)] for name, (sent, got) in sorted(traffic.items()) if calls
+    }
 
 
 def _row(kind: str, rate: float, ids: Sequence[str], sent_at: dict[str, float], records: dict[str, CallRecord],
@@ -228,11 +246,13 @@ async def floor_case(rate: float, seconds: float, relayed: int) -> dict[str, Any
         ]
         await asyncio.sleep(2.0)  # their consumers exist before the first call is published
         cpu = CpuWindow({"nats-server": nats.pid})
+        traffic_before = await system.nats_messages()
         cpu.start()
         feeder = await system.start_python("floor-ingress", "bench._floor", argv("ingress"), None)
         for proc in (feeder, *consumers):
             await asyncio.wait_for(proc.proc.wait(), seconds + 60)
         cpu.stop()
+        traffic = _traffic(traffic_before, await system.nats_messages())
         assert cpu.used is not None
         used = {f"floor-{role}": float(path.read_text()) if path.exists() else 0.0 for role, path in reports.items()}
         used["nats-server"] = cpu.used["nats-server"]
@@ -244,6 +264,7 @@ async def floor_case(rate: float, seconds: float, relayed: int) -> dict[str, Any
         "events_per_call": relayed + _FLOOR_FIXED_EVENTS,
         "cpu_ms_per_call": {name: round(1000 * s / n, 2) for name, s in used.items()},
         "cpu_ms_per_call_total": round(1000 * sum(used.values()) / n, 2),
+        "nats_messages_per_call": _per_call(traffic, n),
         "failed": failed,
     }
 
@@ -370,6 +391,19 @@ def rates_table(rows: Sequence[dict[str, Any]]) -> str:
     )  # fmt: skip
 
 
+def _messages(per_call: dict[str, list[float]] | None) -> str:
+    """``controller 6.0/7.0, …``: NATS messages per call each connection sent / received."""
+    return ", ".join(f"{name} {sent:g}/{got:g}" for name, (sent, got) in (per_call or {}).items() if sent or got)
+
+
+def messages_table(rows: Sequence[dict[str, Any]], floor: dict[str, Any]) -> str:
+    return table(
+        ("NATS messages per answered call", "calls/s", "sent / received, by connection"),
+        [(r["kind"], r["rate"], _messages(r.get("nats_messages_per_call"))) for r in rows if r["kind"] == "switchboard"]
+        + [("the floor", floor["rate"], _messages(floor.get("nats_messages_per_call")))],
+    )
+
+
 def floor_table(floor: dict[str, Any]) -> str:
     per = floor["cpu_ms_per_call"]
     return table(
@@ -393,6 +427,8 @@ def report(results: dict[str, Any]) -> str:
         + (f" ({results['slo_ratio']:g}x)" if results.get("slo_ratio") else ""),
         "",
         floor_table(results["floor"]),
+        "",
+        messages_table(results["rates"], results["floor"]),
     ]
     if results.get("tracing"):
         t = results["tracing"]

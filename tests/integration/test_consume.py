@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
+from nats.aio.msg import Msg
 
 from switchboard.shared.bus import Ack, Bus, Delivery, Drop, InProgress, Outcome, Retry, WorkQueue
 from switchboard.shared.subscribe import Durable, LogEvent
@@ -177,3 +178,33 @@ async def test_a_subscriber_may_say_what_to_do_with_an_event(bus: Bus) -> None:
     await asyncio.wait_for(Durable(bus, "says").run(handle, stop), 20)
     assert seen == ["k0", "k0", "k1", "k2"]
     assert await Durable(bus, "says").pending() == 0
+
+
+async def test_a_lingering_queue_takes_a_trickle_of_messages_in_few_pull_requests(
+    bus: Bus, queue: WorkQueue, stop: asyncio.Event
+) -> None:
+    """With linger_s, twenty messages arriving 20 ms apart are all handled, in a handful of pull requests
+    (the server's pull API seen on the wire) rather than one each."""
+    pulls: list[bytes] = []
+
+    async def count(msg: Msg) -> None:
+        pulls.append(msg.data)
+
+    watcher = await bus.nc.subscribe("$JS.API.CONSUMER.MSG.NEXT.CALLS.jobs", cb=count)
+    handled: list[str] = []
+
+    async def handle(delivery: Delivery) -> Outcome:
+        handled.append(_call(delivery))
+        return Ack()
+
+    runner = asyncio.create_task(queue.run(handle, stop, fetch_wait_s=5.0, linger_s=0.25))
+    for i in range(20):
+        await bus.record(f"rtc_{i}", "job", {"i": i})
+        await asyncio.sleep(0.02)
+    await eventually(lambda: len(handled) == 20, what="all twenty handled")
+    await eventually(lambda: _nothing_left(bus, "jobs"), what="all twenty acknowledged")
+    stop.set()
+    await asyncio.wait_for(runner, 10)
+    await watcher.unsubscribe()
+    assert sorted(handled) == sorted(f"rtc_{i}" for i in range(20))
+    assert len(pulls) <= 8

@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import msgspec
+import nats.js.errors
 import pytest
 
 from switchboard.cli.natsserver import NatsServer
@@ -154,3 +155,18 @@ async def test_a_server_that_keeps_sending_garbage_fails_a_replay_with_one_clear
     finally:
         await via.close()
         await proxy.close()
+
+
+@PATHS
+async def test_a_kv_write_lands_only_on_the_revision_it_names(nats_server: NatsServer, fast_path: bool) -> None:
+    """`kv_write` creates a key once (last=0), updates it on its revision, and refuses a stale revision."""
+    async with _bus(nats_server.url, fast_path=fast_path) as bus:
+        kv = await bus.key_value(f"cas_{'fast' if fast_path else 'public'}")
+        first = await bus.kv_write(kv, "rtc_1", b"a", last=0)
+        with pytest.raises(nats.js.errors.KeyWrongLastSequenceError):
+            await bus.kv_write(kv, "rtc_1", b"b", last=0)
+        second = await bus.kv_write(kv, "rtc_1", b"c", last=first)
+        with pytest.raises(nats.js.errors.KeyWrongLastSequenceError):
+            await bus.kv_write(kv, "rtc_1", b"d", last=first)
+        entry = await kv.get("rtc_1")
+    assert (entry.value, entry.revision) == (b"c", second)

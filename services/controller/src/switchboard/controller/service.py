@@ -88,6 +88,9 @@ DECISION_ACK_WAIT_S = 3.0
 """Ack wait of an incoming call: a dead replica's calls go to another one within about this long."""
 DECISION_HEARTBEAT_S = 1.0
 """How often a call still being worked on (OpenAI slow to answer) is marked in progress."""
+RELEASE_LINGER_S = 0.2
+"""Ended calls gather this long between pulls: their capacity comes back up to this much later, for a
+pull request per batch of ended calls instead of one per call."""
 _OUTCOME_KINDS = ("accepted", "rejected", "referred", "failed")
 _ADMITTED_MAX = 100_000
 """Calls whose admission this replica remembers until their end (the oldest are forgotten past this)."""
@@ -179,7 +182,7 @@ class Controller:
             checking = asyncio.create_task(warn_if_unusable(self._calls, service="controller"))
             await asyncio.gather(
                 incoming.run(self.handle, self._stop, concurrency=self._concurrency, heartbeat_s=DECISION_HEARTBEAT_S),
-                ended.run(self._release, self._stop, concurrency=8),
+                ended.run(self._release, self._stop, concurrency=64, linger_s=RELEASE_LINGER_S),
                 refers.run(self._watch_refer, self._stop, concurrency=16, heartbeat_s=DECISION_HEARTBEAT_S),
             )
         finally:

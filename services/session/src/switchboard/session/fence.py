@@ -10,7 +10,7 @@ change what the new holder relies on.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import msgspec
@@ -145,7 +145,7 @@ class Lease:
             now = asyncio.get_running_loop().time()
             try:
                 self.revision = await _kv(
-                    self._leases.kv.update(self.call_id, _encode(new), last=self.revision), self.call_id
+                    self._leases.write(self.call_id, _encode(new), last=self.revision), self.call_id
                 )
             except KeyWrongLastSequenceError:
                 self.lose()
@@ -164,6 +164,10 @@ class Leases:
         self.worker = worker
         self.lease_s = lease_s
 
+    def write(self, call_id: str, record: bytes, *, last: int) -> Coroutine[Any, Any, int]:
+        """Write the call's record only if its revision is still `last` (0: a first claim)."""
+        return self.bus.kv_write(self.kv, call_id, record, last=last, timeout_s=_KV_TIMEOUT_S)
+
     @classmethod
     async def open(cls, bus: Bus, *, worker: str, lease_s: float, ttl_s: float) -> Leases:
         return cls(bus, await bus.key_value(LEASES_BUCKET, ttl_s=ttl_s), worker=worker, lease_s=lease_s)
@@ -174,7 +178,7 @@ class Leases:
         since = asyncio.get_running_loop().time()
         first = first_claim(self.worker)
         try:
-            revision = await _kv(self.kv.create(call_id, _encode(first)), call_id)
+            revision = await _kv(self.write(call_id, _encode(first), last=0), call_id)
             return Lease(self, call_id, first, revision, on_lost, since=since), ClaimPlan(record=first)
         except KeyWrongLastSequenceError:
             pass  # held before: take it over from what is stored
@@ -186,7 +190,7 @@ class Leases:
         if plan.skip:
             return None, plan
         try:
-            revision = await _kv(self.kv.update(call_id, _encode(plan.record), last=entry.revision), call_id)
+            revision = await _kv(self.write(call_id, _encode(plan.record), last=entry.revision), call_id)
         except KeyWrongLastSequenceError:
             return None, plan  # another worker's claim landed first: it holds the call
         return Lease(self, call_id, plan.record, revision, on_lost, since=since), plan

@@ -294,7 +294,8 @@ class Bus:
             traceparent = tracing.traceparent()
         if self.fast_path:
             return await self._publish_fast(subj, event, msg_id, expect_empty_subject, timeout_s, traceparent)
-        headers = message_headers(msg_id, expect_empty=expect_empty_subject, traceparent=traceparent)
+        expect_last = 0 if expect_empty_subject else None
+        headers = message_headers(msg_id, expect_last=expect_last, traceparent=traceparent)
         try:
             ack = await self.js.publish(
                 subj, events.encode(event), timeout=timeout_s, stream=events.STREAM, headers=headers or None
@@ -318,7 +319,7 @@ class Bus:
     ) -> PublishResult:
         try:
             ack = await self.pipeline.publish_one(
-                subj, events.encode(event), msg_id, expect_empty=expect_empty, timeout_s=timeout_s,
+                subj, events.encode(event), msg_id, expect_last=0 if expect_empty else None, timeout_s=timeout_s,
                 traceparent=traceparent,
             )  # fmt: skip
         except (TimeoutError, nats.errors.Error) as exc:
@@ -442,6 +443,24 @@ class Bus:
                     return await self.js.key_value(bucket)
         except (TimeoutError, nats.errors.Error, nats.js.errors.Error) as exc:
             raise BusUnavailable(f"KV bucket {bucket} unavailable: {str(exc) or type(exc).__name__}") from exc
+
+    async def kv_write(self, kv: KeyValue, key: str, value: bytes, *, last: int, timeout_s: float = 2.0) -> int:
+        """Write `key` of the bucket `kv` only if its revision is still `last` (0: only if the key was never
+        written, or has expired): its new revision. nats-py's `KeyWrongLastSequenceError` when another
+        write came first, `TimeoutError` or a `nats.errors.Error` when the server did not answer.
+
+        On the fast path this is one frame and its acknowledgement on the shared inbox (as `publish`);
+        nats-py's ``create``/``update`` cost a NUID, a future and a JSON parse each."""
+        if not self.fast_path:
+            return await asyncio.wait_for(kv.create(key, value) if last == 0 else kv.update(key, value, last=last),
+                                          timeout_s)  # fmt: skip
+        ack = await self.pipeline.publish_one(f"{kv._pre}{key}", value, None, expect_last=last, timeout_s=timeout_s)
+        if ack.error is not None:
+            if ack.error.err_code == _WRONG_LAST_SEQUENCE:
+                raise nats.js.errors.KeyWrongLastSequenceError(description=ack.error.description)
+            raise nats.js.errors.APIError(code=ack.error.code, err_code=ack.error.err_code,
+                                          description=ack.error.description)  # fmt: skip
+        return ack.seq
 
     # --- reading -------------------------------------------------------------------------------------
 

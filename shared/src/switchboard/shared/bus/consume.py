@@ -183,6 +183,7 @@ class WorkQueue:
         max_attempts: int | None = None,
         fetch_batch: int = _FETCH_BATCH_MAX,
         fetch_wait_s: float = 0.5,
+        linger_s: float = 0.0,
     ) -> None:
         """Feed messages to `handler` until `stop` is set, holding at most `concurrency` unsettled at once.
 
@@ -195,6 +196,10 @@ class WorkQueue:
         progress every `heartbeat_s` (one timer for all of them): the consumer's ack wait can then be
         short, so a replica that dies mid-work has its messages redelivered to another within one ack
         wait, while a slow but living handler (OpenAI taking seconds) keeps its message.
+
+        With `linger_s`, a fetch that came back with room to spare is followed by that long a wait before
+        the next one, so that messages which can wait a little (an ended call's capacity release) come many
+        to a pull request instead of one each: fewer round trips per message under a steady trickle.
 
         A message fetched but not handled when `stop` is set is handed back at once (``nak``); on return
         every handler has finished and its outcome has been sent to the server.
@@ -267,6 +272,8 @@ class WorkQueue:
                     log.warning("fetch_failed", consumer=self.name, error=str(exc) or type(exc).__name__)
                     await sleep_or_stop(stop, 1.0)
                     continue
+                if linger_s and deliveries and len(deliveries) < free:
+                    await sleep_or_stop(stop, linger_s)  # let more gather for the next pull (see above)
                 for delivery in deliveries:
                     if stop.is_set():  # fetched as we stopped: hand it back now rather than after ack wait
                         await settle(delivery, Retry(delay_s=0))

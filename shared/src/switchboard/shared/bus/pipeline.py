@@ -99,23 +99,24 @@ def publish_frame(
     msg_id: str | None,
     payload: bytes,
     *,
-    expect_empty: bool = False,
+    expect_last: int | None = None,
     traceparent: str | None = None,
 ) -> bytes:
     """One NATS protocol publish: ``HPUB`` with its headers, or plain ``PUB`` without any.
 
     `subject` and `reply` are checked tokens (`events.subject`, the ack inbox); a message id comes
     partly from OpenAI's ``event_id``, so line breaks in it are blanked as nats-py does for headers.
-    `expect_empty` adds ``Nats-Expected-Last-Subject-Sequence: 0`` (stored only if the subject is empty);
+    `expect_last` adds ``Nats-Expected-Last-Subject-Sequence`` (stored only if the subject's last message
+    is that one; 0: only if the subject is empty, as a KV create);
     `traceparent` (the W3C trace context, made by `tracing`) carries the message's trace.
     """
-    if msg_id is None and not expect_empty and traceparent is None:
+    if msg_id is None and expect_last is None and traceparent is None:
         return b"PUB %b %b %d\r\n%b\r\n" % (subject.encode(), reply.encode(), len(payload), payload)
     header = b"NATS/1.0\r\n"
     if msg_id is not None:
         header += b"Nats-Msg-Id: %b\r\n" % msg_id.translate(_NO_NEWLINES).strip().encode()
-    if expect_empty:
-        header += b"Nats-Expected-Last-Subject-Sequence: 0\r\n"
+    if expect_last is not None:
+        header += b"Nats-Expected-Last-Subject-Sequence: %d\r\n" % expect_last
     if traceparent is not None:
         header += b"traceparent: %b\r\n" % traceparent.translate(_NO_NEWLINES).strip().encode()
     header += b"\r\n"
@@ -124,14 +125,14 @@ def publish_frame(
 
 
 def message_headers(
-    msg_id: str | None, *, expect_empty: bool = False, traceparent: str | None = None
+    msg_id: str | None, *, expect_last: int | None = None, traceparent: str | None = None
 ) -> dict[str, str]:
     """The headers `publish_frame` writes, for nats-py's own publish (the public path)."""
     headers: dict[str, str] = {}
     if msg_id is not None:
         headers["Nats-Msg-Id"] = msg_id.translate(_NO_NEWLINES).strip()
-    if expect_empty:
-        headers["Nats-Expected-Last-Subject-Sequence"] = "0"
+    if expect_last is not None:
+        headers["Nats-Expected-Last-Subject-Sequence"] = str(expect_last)
     if traceparent is not None:
         headers["traceparent"] = traceparent
     return headers
@@ -230,7 +231,7 @@ class Pipeline:
         payload: bytes,
         msg_id: str | None,
         *,
-        expect_empty: bool,
+        expect_last: int | None,
         timeout_s: float,
         traceparent: str | None = None,
     ) -> PubAck:
@@ -245,7 +246,7 @@ class Pipeline:
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         reply = acks.reply_for(future)
         try:
-            frame = publish_frame(subject, reply, msg_id, payload, expect_empty=expect_empty, traceparent=traceparent)
+            frame = publish_frame(subject, reply, msg_id, payload, expect_last=expect_last, traceparent=traceparent)
             await nc._send_command(frame)
             await nc._flush_pending()
             data = await asyncio.wait_for(future, timeout_s)

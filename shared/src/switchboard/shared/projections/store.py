@@ -68,9 +68,7 @@ class ProjectionStore:
         """Write `state` if the key is still at `revision` (0: absent); the new revision. `Conflict` if not."""
         kv, value = self.bucket(projection), msgspec.json.encode(state)
         try:
-            if revision:
-                return int(await asyncio.wait_for(kv.update(key, value, last=revision), _TIMEOUT_S))
-            return int(await asyncio.wait_for(kv.create(key, value), _TIMEOUT_S))
+            return await self._bus.kv_write(kv, key, value, last=revision, timeout_s=_TIMEOUT_S)
         except nats.js.errors.KeyWrongLastSequenceError as exc:
             raise Conflict(f"{projection.name}/{key} changed since revision {revision}") from exc
         except (TimeoutError, nats.errors.Error, nats.js.errors.Error) as exc:
