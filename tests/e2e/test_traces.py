@@ -13,6 +13,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from switchboard.cli.natsserver import NatsServer, free_port
 from switchboard.shared.bus import Bus
 from tests.e2e.conftest import call_events, standalone_emulator
+from tests.fixtures.http import serving
 from tests.processes import Proc, spawn
 from tests.waiting import eventually
 
@@ -22,8 +23,7 @@ class Receiver:
 
     def __init__(self) -> None:
         self.spans: list[tuple[str, str, str]] = []
-        self.port = free_port()
-        self._runner: web.AppRunner | None = None
+        self.port = 0
 
     async def _traces(self, request: web.Request) -> web.Response:
         export = ExportTraceServiceRequest.FromString(await request.read())
@@ -34,16 +34,10 @@ class Receiver:
                     self.spans.append((attributes.get("service.name", ""), span.trace_id.hex(), span.name))
         return web.Response(content_type="application/x-protobuf", body=b"")
 
-    async def start(self) -> None:
+    def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/v1/traces", self._traces)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+        return app
 
     def services_in(self, trace_id: str) -> set[str]:
         return {service for service, trace, _ in self.spans if trace == trace_id}
@@ -53,9 +47,8 @@ class Receiver:
 async def receiver() -> AsyncIterator[Receiver]:
     """A receiver on a free loopback port, for the services' ``OTEL_EXPORTER_OTLP_ENDPOINT``."""
     started = Receiver()
-    await started.start()
-    yield started
-    await started.stop()
+    async with serving(started.app()) as started.port:
+        yield started
 
 
 @pytest.mark.timeout(90)
@@ -80,7 +73,8 @@ async def test_one_trace_spans_the_ingress_controller_and_session_of_a_call(
                          what="spans of the ingress, controller and session in the call's trace")  # fmt: skip
         names = {name for _, trace, name in receiver.spans if trace == trace_id}
         assert {"POST /webhooks/openai", "publish calls.{call_id}.incoming", "process calls.{call_id}.incoming",
-                "POST /realtime/calls/{id}/accept", "process calls.{call_id}.accepted", "attach sideband",
+                "decide", "publish calls.{call_id}.decided", "POST /realtime/calls/{id}/accept",
+                "publish calls.{call_id}.accepted", "process calls.{call_id}.accepted", "claim", "attach sideband",
                 "GET /realtime", "agent turn"} <= names  # fmt: skip
         assert all(call_id not in name for name in names)
         assert len([n for _, trace, n in receiver.spans if trace == trace_id]) < 100

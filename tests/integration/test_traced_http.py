@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import web
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from switchboard.cli.natsserver import free_port
 from switchboard.shared import tracing
 from switchboard.shared.config import Secret
 from switchboard.shared.openai import CallsClient, Sideband
+from tests.fixtures.http import serving
 
 
 class FakeOpenAI:
@@ -21,9 +20,8 @@ class FakeOpenAI:
     request's ``traceparent`` header."""
 
     def __init__(self) -> None:
-        self.port = free_port()
+        self.port = 0
         self.traceparents: list[str | None] = []
-        self._runner: web.AppRunner | None = None
 
     @property
     def base_url(self) -> str:
@@ -40,17 +38,11 @@ class FakeOpenAI:
         await ws.close()
         return ws
 
-    async def start(self) -> None:
+    def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/v1/realtime/calls/{call_id}/accept", self._accept)
         app.router.add_get("/v1/realtime", self._sideband)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+        return app
 
 
 def _ids(traceparents: list[str | None]) -> list[list[str]]:
@@ -62,18 +54,8 @@ def _ids(traceparents: list[str | None]) -> list[list[str]]:
 async def openai() -> AsyncIterator[FakeOpenAI]:
     """The fake OpenAI, listening."""
     server = FakeOpenAI()
-    await server.start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    """Tracing on for the test, its spans kept in memory; off again afterwards."""
-    exporter = InMemorySpanExporter()
-    assert tracing.configure("test", environ={}, processor=SimpleSpanProcessor(exporter))
-    yield exporter
-    tracing.shutdown()
+    async with serving(server.app()) as server.port:
+        yield server
 
 
 async def test_an_accept_is_a_client_span_whose_traceparent_openai_receives(

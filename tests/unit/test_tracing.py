@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import msgspec
-import pytest
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from switchboard.shared import tracing
@@ -15,15 +11,6 @@ from switchboard.shared.events import make_event
 from switchboard.shared.openai import route_of
 from switchboard.shared.projections import CALL_RECORDS, fold
 from switchboard.shared.schema import typed
-
-
-@pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    """Tracing on for the test, its spans kept in memory; off again afterwards."""
-    exporter = InMemorySpanExporter()
-    assert tracing.configure("test", environ={}, processor=SimpleSpanProcessor(exporter))
-    yield exporter
-    tracing.shutdown()
 
 
 def test_tracing_is_off_without_the_otel_environment() -> None:

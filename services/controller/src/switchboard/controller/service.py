@@ -251,10 +251,12 @@ class Controller:
         call_id = event.call_id
         bound = log.bind(call_id=call_id)
         try:
-            decision, admitted = await self._decide(call_id, incoming.sip_headers, received, surface)
-            await bus.publish(
-                bus.event(call_id, "decided", decision), msg_id=f"{call_id}:decided", expect_empty_subject=True
-            )
+            with tracing.span("decide"):
+                decision, admitted = await self._decide(call_id, incoming.sip_headers, received, surface)
+            with tracing.producer_span(call_id, "decided", f"{call_id}:decided"):
+                await bus.publish(
+                    bus.event(call_id, "decided", decision), msg_id=f"{call_id}:decided", expect_empty_subject=True
+                )
             self._remember_admission(call_id, admitted)
             self.telemetry.decisions.labels(action=decision.action).inc()
             tracing.annotate({"switchboard.action": decision.action, "switchboard.rule": decision.rule,

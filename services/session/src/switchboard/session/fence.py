@@ -31,6 +31,9 @@ from switchboard.shared.errors import BusUnavailable, LeaseLost
 
 LEASES_BUCKET = "switchboard_leases"
 _KV_TIMEOUT_S = 2.0
+CHANGE_RETRY_S = 15.0
+"""How long a change of the record is tried again while the bus does not answer (a clustered stream
+elects a new leader in 5-7 s)."""
 _decode = msgspec.json.Decoder(LeaseRecord).decode
 _encode = msgspec.json.Encoder().encode
 
@@ -137,22 +140,55 @@ class Lease:
             await self.verify()
 
     async def change(self, **fields: Any) -> LeaseRecord:
-        """Write the record with `fields` changed, only if nobody claimed the call since our last write."""
+        """Write the record with `fields` changed, only if nobody claimed the call since our last write.
+
+        A write the bus does not answer (a stream leader lost mid-call) is tried again with backoff for
+        up to `CHANGE_RETRY_S`, longer than a clustered stream takes to elect a new leader; if a retry
+        then finds the record moved on, it is read back: our own unanswered write having landed counts as
+        done (so the greeting is still sent once), anything else is a claim by another worker
+        (`LeaseLost`). `BusUnavailable` when the bus stays unavailable that long."""
         async with self._lock:
             if self.lost:
                 raise LeaseLost(f"lost {self.call_id}")
             new = msgspec.structs.replace(self.record, **fields)
-            now = asyncio.get_running_loop().time()
-            try:
-                self.revision = await _kv(
-                    self._leases.write(self.call_id, _encode(new), last=self.revision), self.call_id
-                )
-            except KeyWrongLastSequenceError:
-                self.lose()
-                raise LeaseLost(f"{self.call_id} was claimed by another worker") from None
+            encoded = _encode(new)
+            loop = asyncio.get_running_loop()
+            give_up_at = loop.time() + CHANGE_RETRY_S
+            delay = 0.1
+            unanswered = False  # an earlier attempt may have landed without our hearing of it
+            while True:
+                now = loop.time()
+                try:
+                    self.revision = await _kv(
+                        self._leases.write(self.call_id, encoded, last=self.revision), self.call_id
+                    )
+                    break
+                except KeyWrongLastSequenceError:
+                    if unanswered and await self._landed(new):
+                        break
+                    self.lose()
+                    raise LeaseLost(f"{self.call_id} was claimed by another worker") from None
+                except BusUnavailable:
+                    if self.lost or loop.time() + delay > give_up_at:
+                        raise
+                    unanswered = True
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 1.0)
             self.record = new
             self._confirm(now)
             return new
+
+    async def _landed(self, new: LeaseRecord) -> bool:
+        """Whether the stored record is exactly `new` (a write of ours that landed unanswered); if so, its
+        revision becomes ours."""
+        try:
+            entry = await _kv(self._leases.kv.get(self.call_id), self.call_id)
+        except KeyNotFoundError:
+            return False
+        if _decode(entry.value) != new:
+            return False
+        self.revision = entry.revision
+        return True
 
 
 class Leases:

@@ -283,7 +283,8 @@ class SessionWorker:
             accepted_event = delivery.event()
             accepted = events.payload(accepted_event, events.UpstreamOutcome)
             accepted_at = _epoch_seconds(accepted_event.time)
-            lease, plan = await self._leases.claim(call_id, functools.partial(self._lost, call_id, task))
+            with tracing.span("claim"):
+                lease, plan = await self._leases.claim(call_id, functools.partial(self._lost, call_id, task))
             if lease is None:
                 if plan.skip:
                     await self._ensure_ended(call_id, plan.record)

@@ -354,9 +354,14 @@ class Bus:
         lease: int | None = None,
         timeout_s: float = 5.0,
     ) -> PublishResult:
-        """Build and publish one event; `msg_id` defaults to ``<call_id>:<kind>`` (one per call)."""
+        """Build and publish one event; `msg_id` defaults to ``<call_id>:<kind>`` (one per call). While
+        tracing is on, in a ``publish calls.{call_id}.<kind>`` PRODUCER span of the current trace."""
         event = self.event(call_id, kind, data, lease=lease)
-        return await self.publish(event, msg_id=msg_id or f"{call_id}:{kind}", timeout_s=timeout_s)
+        msg_id = msg_id or f"{call_id}:{kind}"
+        if not tracing.enabled():
+            return await self.publish(event, msg_id=msg_id, timeout_s=timeout_s)
+        with tracing.producer_span(call_id, kind, msg_id):
+            return await self.publish(event, msg_id=msg_id, timeout_s=timeout_s)
 
     # --- request/reply and plain subscriptions (commands, tools) -------------------------------------
 
