@@ -69,14 +69,17 @@ async def test_one_trace_spans_the_ingress_controller_and_session_of_a_call(
         assert incoming.traceparent is not None
         trace_id = incoming.traceparent.split("-")[1]
         everyone = {"switchboard-ingress", "switchboard-controller", "switchboard-session"}
-        await eventually(lambda: receiver.services_in(trace_id) >= everyone, timeout=15,
-                         what="spans of the ingress, controller and session in the call's trace")  # fmt: skip
-        names = {name for _, trace, name in receiver.spans if trace == trace_id}
-        assert {"POST /webhooks/openai", "publish calls.{call_id}.incoming", "process calls.{call_id}.incoming",
+        path = {"POST /webhooks/openai", "publish calls.{call_id}.incoming", "process calls.{call_id}.incoming",
                 "decide", "publish calls.{call_id}.decided", "POST /realtime/calls/{id}/accept",
                 "publish calls.{call_id}.accepted", "process calls.{call_id}.accepted", "claim", "attach sideband",
-                "GET /realtime", "agent turn"} <= names  # fmt: skip
-        assert all(call_id not in name for name in names)
+                "GET /realtime", "agent turn"}  # fmt: skip
+
+        def names() -> set[str]:
+            return {name for _, trace, name in receiver.spans if trace == trace_id}
+
+        await eventually(lambda: path <= names(), timeout=15, what="every span of the call's path, exported")
+        assert receiver.services_in(trace_id) == everyone
+        assert all(call_id not in name for name in names())
         assert len([n for _, trace, n in receiver.spans if trace == trace_id]) < 100
         headers = await _stored_headers(bus, call_id, len(logged))
         assert len(headers) == len(logged)

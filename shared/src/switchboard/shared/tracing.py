@@ -101,21 +101,34 @@ def enabled() -> bool:
     return _tracer is not None
 
 
-@contextlib.contextmanager
+_OFF: contextlib.nullcontext[None] = contextlib.nullcontext()
+"""What `span` and its kin return while tracing is off: one shared do-nothing context manager."""
+
+
 def span(
     name: str,
     *,
     kind: SpanKind = SpanKind.INTERNAL,
     parent: Mapping[str, str] | str | None = None,
     attributes: Mapping[str, Any] | None = None,
-) -> Iterator[Span | None]:
+) -> contextlib.AbstractContextManager[Span | None]:
     """A span around the block, current inside it (None when tracing is off). `parent`: a message's
     headers or a ``traceparent`` to continue (else the current span's trace). Name spans from templates
     (``publish calls.{call_id}.incoming``), never from ids."""
     tracer = _tracer
     if tracer is None:
-        yield None
-        return
+        return _OFF
+    return _span(tracer, name, kind, parent, attributes)
+
+
+@contextlib.contextmanager
+def _span(
+    tracer: trace.Tracer,
+    name: str,
+    kind: SpanKind,
+    parent: Mapping[str, str] | str | None,
+    attributes: Mapping[str, Any] | None,
+) -> Iterator[Span]:
     carrier = {"traceparent": parent} if isinstance(parent, str) else parent
     parent_context = _propagator.extract(carrier) if carrier else None
     with tracer.start_as_current_span(
@@ -139,6 +152,8 @@ def _messaging(operation: str, call_id: str, kind: str, message_id: str | None) 
 
 def producer_span(call_id: str, kind: str, message_id: str | None = None) -> contextlib.AbstractContextManager[Any]:
     """``publish calls.{call_id}.<kind>``: a PRODUCER span around storing one of a call's events."""
+    if _tracer is None:
+        return _OFF
     return span(f"publish calls.{{call_id}}.{kind}", kind=SpanKind.PRODUCER,
                 attributes=_messaging("publish", call_id, kind, message_id))  # fmt: skip
 
@@ -153,6 +168,8 @@ def consumer_span(
 ) -> contextlib.AbstractContextManager[Any]:
     """``process calls.{call_id}.<kind>``: a CONSUMER span continuing the trace in a message's headers
     (or the `fallback` ``traceparent``, e.g. the event's own, for a message stored without one)."""
+    if _tracer is None:
+        return _OFF
     parent: Mapping[str, str] | str | None = extract(headers) or fallback
     return span(f"process calls.{{call_id}}.{kind}", kind=SpanKind.CONSUMER, parent=parent,
                 attributes=_messaging("process", call_id, kind, message_id))  # fmt: skip
