@@ -8,6 +8,7 @@ clock); durations inside one process are ``time.perf_counter()``.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -17,7 +18,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -200,6 +201,20 @@ def write_results(name: str, payload: dict[str, Any], out_dir: Path | None = Non
     return path
 
 
+def add_output_args(parser: argparse.ArgumentParser, name: str) -> None:
+    """A benchmark's ``--out`` (the results folder) and ``--name`` (its file, `name` by default)."""
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--name", default=name, help="results file name (without .json)")
+
+
+def publish(args: argparse.Namespace, results: dict[str, Any], report: Callable[[dict[str, Any]], str]) -> None:
+    """Write a benchmark's results as JSON (``--out``/``--name``) and print its tables and where they went."""
+    path = write_results(args.name, results, args.out)
+    print()
+    print(report(results))
+    print(f"\nwrote {path}")
+
+
 # --- /proc -------------------------------------------------------------------------------------------
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -340,3 +355,13 @@ def switchboard_inclusive(profile: dict[str, Any], limit: int = 12) -> str:
     """Inclusive time of the frames in Switchboard's own code (where the time goes, top-down)."""
     rows = [(p["percent"], p["frame"]) for p in profile["inclusive"] if "switchboard/" in p["frame"]][:limit]
     return table(("total %", "switchboard function (where)"), rows)
+
+
+def profiles_report(profiles: dict[str, dict[str, Any]]) -> list[str]:
+    """Report lines for each named py-spy profile: its self-time table, then Switchboard's own frames."""
+    lines: list[str] = []
+    for name, profile in profiles.items():
+        lines += ["", f"py-spy profile {name} ({profile['samples']} samples, self time):", profile_table(profile)]
+        if any("switchboard/" in f["frame"] for f in profile["inclusive"]):
+            lines += [switchboard_inclusive(profile)]
+    return lines

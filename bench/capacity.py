@@ -41,13 +41,13 @@ from bench._common import (
     SEED,
     CpuWindow,
     Latency,
+    add_output_args,
     machine,
     machine_line,
-    profile_table,
-    switchboard_inclusive,
+    profiles_report,
+    publish,
     table,
     top_frames,
-    write_results,
 )
 from bench._loadgen import drive_rate
 from bench._system import LOOPBACK, Process, System, free_port
@@ -435,10 +435,7 @@ def report(results: dict[str, Any]) -> str:
         lines += ["", f"Tracing at {t['rate']:g} calls/s (OTLP/HTTP to a collector that drops the spans): CPU ms per "
                       "answered call, all processes:", rates_table([{**t["off"], "kind": "tracing off"},
                                                                      {**t["on"], "kind": "tracing on"}])]  # fmt: skip
-    for name, profile in results["profiles"].items():
-        lines += ["", f"py-spy profile {name} ({profile['samples']} samples, self time):", profile_table(profile)]
-        if any("switchboard/" in f["frame"] for f in profile["inclusive"]):
-            lines += [switchboard_inclusive(profile)]
+    lines += profiles_report(results["profiles"])
     return "\n".join(lines)
 
 
@@ -453,18 +450,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--profile-rate", type=float, default=100.0)
     parser.add_argument("--tracing-rate", type=float, default=100.0,
                         help="CPU per call with tracing off and on at this rate (0: skip)")  # fmt: skip
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
-    parser.add_argument("--name", default="capacity", help="results file name (without .json)")
+    add_output_args(parser, "capacity")
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     results = asyncio.run(run(args))
-    path = write_results(args.name, results, args.out)
-    print()
-    print(report(results))
-    print(f"\nwrote {path}")
+    publish(args, results, report)
     if not any(r["answered"] for r in results["rates"]) or results["floor"]["failed"]:
         return 1  # nothing was answered at all, or the floor broke: the benchmark itself is broken
     return 0

@@ -18,13 +18,12 @@ import contextlib
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import uvloop
 
-from bench._common import SEED, CpuWindow, Latency, machine, machine_line, seeded, table, write_results
+from bench._common import SEED, CpuWindow, Latency, add_output_args, machine, machine_line, publish, seeded, table
 from bench._system import LOOPBACK, System, free_port
 from switchboard.shared import events
 from switchboard.shared.bus import Bus
@@ -210,18 +209,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--min-call-s", type=float, default=30.0)
     parser.add_argument("--max-call-s", type=float, default=90.0)
     parser.add_argument("--turn-s", type=float, default=5.0, help="seconds between a call's transcript turns")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
-    parser.add_argument("--name", default="console", help="results file name (without .json)")
+    add_output_args(parser, "console")
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     results = uvloop.run(run(args))
-    path = write_results(args.name, results, args.out)
-    print()
-    print(report(results))
-    print(f"\nwrote {path}")
+    publish(args, results, report)
     result = results["result"]
     return 0 if result["console_alive"] and result["latency"]["count"] > 0 else 1
 

@@ -22,14 +22,13 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import msgspec
 import nats
 from nats.aio.msg import Msg
 
-from bench._common import SEED, Latency, machine, machine_line, seeded, table, write_results
+from bench._common import SEED, Latency, add_output_args, machine, machine_line, publish, seeded, table
 from bench._system import Process, System, free_port
 from switchboard.emulator.client import EmulatorClient
 from switchboard.session.worker import LEASE_S
@@ -199,18 +198,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="one repeat: does it still run?")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
-    parser.add_argument("--name", default="failover", help="results file name (without .json)")
+    add_output_args(parser, "failover")
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     results = asyncio.run(run(args))
-    path = write_results(args.name, results, args.out)
-    print()
-    print(report(results))
-    print(f"\nwrote {path}")
+    publish(args, results, report)
     return 0 if results["repeats"] else 1
 
 

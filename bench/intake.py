@@ -45,14 +45,14 @@ from bench._common import (
     CpuWindow,
     Latency,
     Profiler,
+    add_output_args,
     machine,
     machine_line,
-    profile_table,
+    profiles_report,
+    publish,
     seeded,
-    switchboard_inclusive,
     table,
     top_frames,
-    write_results,
 )
 from bench._loadgen import LoadResult, Request, drive, drive_held, drive_rate
 from bench._system import LOOPBACK, Process, System, free_port
@@ -622,10 +622,7 @@ def report(results: dict[str, Any]) -> str:
             "stored (JetStream's timestamp), then the greeting as the emulator received it:",
             table(("load", *kinds), [(r["load"], *(_pair(r["stages"][k]) for k in kinds)) for r in staged]),
         ]
-    for name, profile in results["profiles"].items():
-        lines += ["", f"py-spy profile {name} ({profile['samples']} samples, self time):", profile_table(profile)]
-        if any("switchboard/" in f["frame"] for f in profile["inclusive"]):
-            lines += [switchboard_inclusive(profile)]
+    lines += profiles_report(results["profiles"])
     return "\n".join(lines)
 
 
@@ -645,18 +642,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--live-seconds", type=float, default=40.0, help="how long the live-calls run goes on")
     parser.add_argument("--workers", type=int, default=1, help="session workers in the answer run")
     parser.add_argument("--profile", action="store_true", help="extra passes under py-spy (not in the tables)")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
-    parser.add_argument("--name", default="intake", help="results file name (without .json)")
+    add_output_args(parser, "intake")
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     results = asyncio.run(run(args))
-    path = write_results(args.name, results, args.out)
-    print()
-    print(report(results))
-    print(f"\nwrote {path}")
+    publish(args, results, report)
     if not any(r["ok"] for r in results["answer"]):
         return 1  # nothing was answered at all: the benchmark itself is broken
     return 0

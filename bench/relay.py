@@ -46,15 +46,16 @@ from bench._common import (
     CpuWindow,
     Latency,
     Profiler,
+    add_output_args,
     machine,
     machine_line,
     profile_table,
+    publish,
     rss_bytes,
     seeded,
     switchboard_inclusive,
     table,
     top_frames,
-    write_results,
 )
 from bench._system import Process, System, free_port
 from switchboard.emulator.client import EmulatorClient
@@ -389,18 +390,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--profile-calls", type=int, default=0, help="M for the profiled step (default: largest passing)"
     )
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
-    parser.add_argument("--name", default="relay", help="results file name (without .json)")
+    add_output_args(parser, "relay")
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     results = asyncio.run(run(args))
-    path = write_results(args.name, results, args.out)
-    print()
-    print(report(results))
-    print(f"\nwrote {path}")
+    publish(args, results, report)
     return 0 if any(r["sampled_events"] for r in results["sweep"]) else 1
 
 

@@ -2,4 +2,4 @@
 
 from __future__ import annotations
 
-pytest_plugins = ["tests.fixtures.emulator", "tests.fixtures.nats", "tests.fixtures.tracing"]
+pytest_plugins = ["tests.fixtures.emulator", "tests.fixtures.nats", "tests.fixtures.system", "tests.fixtures.tracing"]

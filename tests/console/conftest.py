@@ -12,7 +12,8 @@ import pytest
 from switchboard.cli.local import LocalSystem
 from switchboard.cli.natsserver import NatsServer
 from switchboard.emulator.server import Emulator
-from switchboard.shared.config import Secret, Settings
+from switchboard.shared.config import Secret
+from tests.fixtures.system import running
 
 TOKEN = "console-test-token"
 
@@ -39,21 +40,9 @@ async def system(
     nats_server: NatsServer, tmp_path: Path, policy: str | None, trace_url: str | None
 ) -> AsyncIterator[LocalSystem]:
     """Everything running in this process, the console on a free port signed in to with `TOKEN`."""
-    policy_path = None
-    if policy is not None:
-        policy_path = tmp_path / "policy.yaml"
-        policy_path.write_text(policy)
-    settings = Settings(
-        nats_url=nats_server.url, emulator_port=0, ingress_port=0, ingress_host="127.0.0.1", console_port=0,
-        console_token=Secret(TOKEN), policy_path=None if policy_path is None else str(policy_path),
-        trace_url=trace_url,
-    )  # fmt: skip
-    local = LocalSystem(settings, data_dir=tmp_path, workers=1, pace=0)
-    await local.start()
-    try:
+    async with running(nats_server, tmp_path, workers=1, policy=policy, console_port=0,
+                       console_token=Secret(TOKEN), trace_url=trace_url) as local:  # fmt: skip
         yield local
-    finally:
-        await local.stop()
 
 
 def console_url(system: LocalSystem) -> str:

@@ -18,8 +18,9 @@ from playwright.async_api import Locator, Page, async_playwright, expect
 from switchboard.cli.local import LocalSystem
 from switchboard.cli.natsserver import NatsServer
 from switchboard.shared.bus import Bus
-from switchboard.shared.config import Secret, Settings
+from switchboard.shared.config import Secret
 from tests.console.conftest import TOKEN, console_url, emulator
+from tests.fixtures.system import running
 from tests.reading import stored
 from tests.waiting import eventually
 
@@ -36,16 +37,9 @@ pytestmark = [
 @pytest.fixture
 async def talking_system(nats_server: NatsServer, tmp_path: Path) -> AsyncIterator[LocalSystem]:
     """Everything local, callers at a third of real pace, so a call talks for a while."""
-    settings = Settings(
-        nats_url=nats_server.url, emulator_port=0, ingress_port=0, ingress_host="127.0.0.1", console_port=0,
-        console_token=Secret(TOKEN),
-    )  # fmt: skip
-    local = LocalSystem(settings, data_dir=tmp_path, workers=1, pace=0.3)
-    await local.start()
-    try:
+    async with running(nats_server, tmp_path, workers=1, pace=0.3, console_port=0,
+                       console_token=Secret(TOKEN)) as local:  # fmt: skip
         yield local
-    finally:
-        await local.stop()
 
 
 @pytest.fixture

@@ -13,33 +13,10 @@ from switchboard.cli.natsserver import NatsServer, free_port
 from switchboard.emulator.config import EmulatorConfig
 from switchboard.emulator.server import Emulator
 from switchboard.shared.bus import Bus
-from switchboard.shared.config import Settings
 from switchboard.shared.events import CloudEvent
-from tests.processes import Proc
+from tests.fixtures.system import running
 from tests.reading import stored
 from tests.waiting import eventually
-
-
-@contextlib.asynccontextmanager
-async def running(
-    nats_server: NatsServer, tmp_path: Path, *, workers: int = 2, policy: str | None = None
-) -> AsyncIterator[LocalSystem]:
-    """The whole system in this process (on `policy`'s YAML, else the built-in), OpenAI played by the
-    emulator, callers without pauses."""
-    policy_path = None
-    if policy is not None:
-        policy_path = tmp_path / "policy.yaml"
-        policy_path.write_text(policy)
-    settings = Settings(
-        nats_url=nats_server.url, emulator_port=0, ingress_port=0, ingress_host="127.0.0.1", worker_name="w",
-        policy_path=None if policy_path is None else str(policy_path),
-    )  # fmt: skip
-    local = LocalSystem(settings, data_dir=tmp_path, workers=workers, pace=0)
-    await local.start()
-    try:
-        yield local
-    finally:
-        await local.stop()
 
 
 @pytest.fixture
@@ -65,17 +42,6 @@ async def call_events(bus: Bus, call_id: str, *, until: str = "ended", timeout_s
 
     result = await eventually(read, timeout=timeout_s, interval=0.1, what=f"{call_id} has {until}")
     return result
-
-
-@pytest.fixture
-async def procs() -> AsyncIterator[list[Proc]]:
-    """Subprocesses started by a test; any still running are killed afterwards."""
-    started: list[Proc] = []
-    yield started
-    for p in started:
-        if p.proc.returncode is None:
-            p.proc.kill()
-            await p.proc.wait()
 
 
 @contextlib.asynccontextmanager

@@ -14,7 +14,8 @@ from switchboard.cli.local import LocalSystem
 from switchboard.cli.natsserver import NatsServer
 from switchboard.emulator.server import Emulator
 from switchboard.shared.bus import Bus
-from tests.e2e.conftest import attached_call, call_events, running
+from tests.e2e.conftest import attached_call, call_events
+from tests.fixtures.system import running
 from tests.processes import CLI
 from tests.waiting import eventually
 

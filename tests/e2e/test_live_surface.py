@@ -15,7 +15,8 @@ from switchboard.shared import events
 from switchboard.shared.bus import Bus
 from switchboard.shared.projections import TRANSCRIPTS, fold
 from switchboard.shared.schema import typed
-from tests.e2e.conftest import call_events, running
+from tests.e2e.conftest import call_events
+from tests.fixtures.system import running
 from tests.waiting import eventually
 
 POLICY = """\

@@ -19,9 +19,9 @@ from switchboard.cli.natsserver import NatsServer
 from switchboard.controller.capacity import BUCKET as CAPACITY_BUCKET
 from switchboard.controller.service import REFERS_CONSUMER, Controller
 from switchboard.shared.bus import Bus
-from switchboard.shared.config import Settings
 from switchboard.shared.webhooks import signed_headers
 from tests.e2e.conftest import attached_call, call_events
+from tests.fixtures.system import running
 from tests.waiting import eventually
 
 POLICY = """
@@ -53,23 +53,11 @@ default:
 """
 
 
-@contextlib.asynccontextmanager
-async def local_system(
+def local_system(
     nats_server: NatsServer, tmp_path: Path, *, policy: str = POLICY, workers: int = 1, refer_timeout_s: float = 0.5
-) -> AsyncIterator[LocalSystem]:
+) -> contextlib.AbstractAsyncContextManager[LocalSystem]:
     """Ingress, one controller, `workers` session workers and the emulator, under `policy`."""
-    path = tmp_path / "policy.yaml"
-    path.write_text(policy)
-    settings = Settings(
-        nats_url=nats_server.url, emulator_port=0, ingress_port=0, ingress_host="127.0.0.1",
-        policy_path=str(path), refer_timeout_s=refer_timeout_s,
-    )  # fmt: skip
-    local = LocalSystem(settings, data_dir=tmp_path, workers=workers, pace=0)
-    await local.start()
-    try:
-        yield local
-    finally:
-        await local.stop()
+    return running(nats_server, tmp_path, policy=policy, workers=workers, refer_timeout_s=refer_timeout_s)
 
 
 @pytest.fixture

@@ -19,11 +19,11 @@ from switchboard.session.end_reason import resolve_end_reason
 from switchboard.session.fence import LEASES_BUCKET, Leases
 from switchboard.session.worker import LEASE_S, SessionWorker
 from switchboard.shared.bus import Bus
-from switchboard.shared.config import Settings
 from switchboard.shared.errors import NoResponder, UpstreamError
 from switchboard.shared.events import CloudEvent, SessionLease, UpstreamOutcome, payload
 from switchboard.shared.openai import CallsClient, Sideband, sideband_session
 from tests.e2e.conftest import attached_call, call_events
+from tests.fixtures.system import running
 from tests.processes import Proc, spawn
 from tests.reading import stored
 from tests.waiting import eventually
@@ -50,18 +50,9 @@ GOODBYE = Script("goodbye", (Say("Hello!"), AskTool("That's all, bye.", "end_cal
 @pytest.fixture
 async def front(nats_server: NatsServer, tmp_path: Path) -> AsyncIterator[LocalSystem]:
     """Ingress, controller and emulator (no session workers): accepted calls wait to be claimed."""
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(POLICY)
-    settings = Settings(
-        nats_url=nats_server.url, emulator_port=0, ingress_port=0, ingress_host="127.0.0.1",
-        policy_path=str(policy), session_max_calls=2, session_drain_grace_s=0.0,
-    )  # fmt: skip
-    system = LocalSystem(settings, data_dir=tmp_path, workers=0, pace=0, sample_tools=False)
-    await system.start()
-    try:
+    async with running(nats_server, tmp_path, workers=0, policy=POLICY, sample_tools=False, session_max_calls=2,
+                       session_drain_grace_s=0.0) as system:  # fmt: skip
         yield system
-    finally:
-        await system.stop()
 
 
 @pytest.fixture
@@ -79,15 +70,6 @@ async def start_worker(front: LocalSystem) -> AsyncIterator[Callable[[str], Awai
     for worker, task in workers:
         await worker.shutdown()
         await asyncio.wait_for(task, 10)
-
-
-@pytest.fixture
-async def procs() -> AsyncIterator[list[Proc]]:
-    started: list[Proc] = []
-    yield started
-    for p in started:
-        if p.proc.returncode is None:
-            await p.kill()
 
 
 def worker_env(front: LocalSystem, name: str) -> dict[str, str]:
