@@ -9,6 +9,7 @@ clock); durations inside one process are ``time.perf_counter()``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -229,6 +230,23 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _CLK_TCK  # utime, stime (fields 14, 15 of stat)
 
 
+def wakeups(pid: int) -> tuple[int, int]:
+    """(read and write system calls, context switches over its threads) the process has made so far."""
+    calls = 0
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+            name, _, value = line.partition(":")
+            if name in ("syscr", "syscw"):
+                calls += int(value)
+    switches = 0
+    for status in Path(f"/proc/{pid}/task").glob("*/status"):
+        with contextlib.suppress(OSError):
+            for line in status.read_text().splitlines():
+                if line.startswith(("voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:")):
+                    switches += int(line.partition(":")[2])
+    return calls, switches
+
+
 def rss_bytes(pid: int) -> int:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -241,22 +259,28 @@ def rss_bytes(pid: int) -> int:
 
 @dataclass
 class CpuWindow:
-    """CPU used by a set of processes between `start()` and `stop()`."""
+    """CPU used by a set of processes between `start()` and `stop()`, and their system calls and context
+    switches (`wakeups`) meanwhile."""
 
     pids: dict[str, int]
     _t0: float = 0.0
     _c0: dict[str, float] | None = None
+    _w0: dict[str, tuple[int, int]] | None = None
     seconds: float = 0.0
     used: dict[str, float] | None = None
+    woke: dict[str, tuple[int, int]] | None = None
 
     def start(self) -> None:
+        self._w0 = {name: wakeups(pid) for name, pid in self.pids.items()}
         self._t0 = time.perf_counter()
         self._c0 = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
 
     def stop(self) -> None:
-        assert self._c0 is not None
+        assert self._c0 is not None and self._w0 is not None
         self.seconds = time.perf_counter() - self._t0
         self.used = {name: cpu_seconds(pid) - self._c0[name] for name, pid in self.pids.items()}
+        after = {name: wakeups(pid) for name, pid in self.pids.items()}
+        self.woke = {name: (after[name][0] - self._w0[name][0], after[name][1] - self._w0[name][1]) for name in after}
 
     def cores(self) -> dict[str, float]:
         """Average cores busy per process over the window (1.0 = one core flat out)."""

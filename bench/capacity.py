@@ -169,6 +169,7 @@ async def rate_case(
         await capture.stop()
     row = _row(kind, rate, ids, result.sent_at, records, cpu, list(pids))
     row["nats_messages_per_call"] = _per_call(traffic, row["answered"])
+    row["wakeups_per_call"] = _wakeups_per_call(cpu, row["answered"])
     if stored is not None:
         row["events_per_call"] = round(stored / (n + warm), 1)
     return row
@@ -187,6 +188,13 @@ def _per_call(traffic: dict[str, tuple[int, int]], calls: int) -> dict[str, list
     return {
         name: [round(sent / calls, 1), round(got / calls, 1)] for name, (sent, got) in sorted(traffic.items()) if calls
     }
+
+
+def _wakeups_per_call(cpu: CpuWindow, calls: int) -> dict[str, list[float]]:
+    """Per call: {process: [read and write system calls, context switches]} over the window."""
+    assert cpu.woke is not None
+    woke = cpu.woke.items() if calls else ()
+    return {name: [round(n / calls, 1), round(switches / calls, 1)] for name, (n, switches) in woke}
 
 
 def _row(kind: str, rate: float, ids: Sequence[str], sent_at: dict[str, float], records: dict[str, CallRecord],
@@ -265,6 +273,7 @@ async def floor_case(rate: float, seconds: float, relayed: int) -> dict[str, Any
         "cpu_ms_per_call": {name: round(1000 * s / n, 2) for name, s in used.items()},
         "cpu_ms_per_call_total": round(1000 * sum(used.values()) / n, 2),
         "nats_messages_per_call": _per_call(traffic, n),
+        "wakeups_per_call": _wakeups_per_call(cpu, n),
         "failed": failed,
     }
 
@@ -404,6 +413,17 @@ def messages_table(rows: Sequence[dict[str, Any]], floor: dict[str, Any]) -> str
     )
 
 
+def wakeups_table(rows: Sequence[dict[str, Any]], floor: dict[str, Any]) -> str:
+    def line(per_call: dict[str, list[float]] | None) -> str:
+        return ", ".join(f"{name} {calls:g} / {switches:g}" for name, (calls, switches) in (per_call or {}).items())
+
+    return table(
+        ("system calls / context switches per answered call", "calls/s", "read+write calls / switches, by process"),
+        [(r["kind"], r["rate"], line(r.get("wakeups_per_call"))) for r in rows if r["kind"] == "switchboard"]
+        + [("the floor", floor["rate"], line(floor.get("wakeups_per_call")))],
+    )
+
+
 def floor_table(floor: dict[str, Any]) -> str:
     per = floor["cpu_ms_per_call"]
     return table(
@@ -429,6 +449,8 @@ def report(results: dict[str, Any]) -> str:
         floor_table(results["floor"]),
         "",
         messages_table(results["rates"], results["floor"]),
+        "",
+        wakeups_table(results["rates"], results["floor"]),
     ]
     if results.get("tracing"):
         t = results["tracing"]

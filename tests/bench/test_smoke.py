@@ -61,11 +61,12 @@ def test_console_smoke(tmp_path: Path) -> None:
 
 @pytest.mark.timeout(120)
 def test_capacity_smoke(tmp_path: Path) -> None:
-    """The capacity benchmark answers calls on both systems, counts CPU per call and runs the floor."""
+    """The capacity benchmark answers calls on both systems, counts CPU and wake-ups per call and runs the floor."""
     results = run_smoke("bench.capacity", tmp_path)
     rates = results["rates"]
     assert isinstance(rates, list) and {r["kind"] for r in rates} == {"switchboard", "baseline"}
     assert all(r["greeted"] > 0 and r["cpu_ms_per_call_system"] is not None for r in rates)
+    assert all(min(r["wakeups_per_call"]["nats-server"]) > 0 for r in rates if r["kind"] == "switchboard")
     floor = results["floor"]
     assert isinstance(floor, dict) and not floor["failed"] and floor["cpu_ms_per_call_total"] > 0
     tracing = results["tracing"]
