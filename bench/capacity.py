@@ -49,6 +49,7 @@ from bench._common import (
     table,
     top_frames,
 )
+from bench._floor import RELAY_MODES
 from bench._loadgen import drive_rate
 from bench._system import LOOPBACK, Process, System, free_port
 from bench.intake import (
@@ -237,8 +238,9 @@ def _row(kind: str, rate: float, ids: Sequence[str], sent_at: dict[str, float], 
 # --- the floor ---------------------------------------------------------------------------------------
 
 
-async def floor_case(rate: float, seconds: float, relayed: int) -> dict[str, Any]:
-    """The do-nothing pipeline of the same hops at `rate` calls/s (see `bench._floor`)."""
+async def floor_case(rate: float, seconds: float, relayed: int, relay_mode: str = "acked") -> dict[str, Any]:
+    """The do-nothing pipeline of the same hops at `rate` calls/s (see `bench._floor`), its worker storing
+    the relayed events the `relay_mode` way."""
     n = max(1, round(rate * seconds))
     async with System() as system:
         nats = await system.start_nats()
@@ -246,7 +248,7 @@ async def floor_case(rate: float, seconds: float, relayed: int) -> dict[str, Any
 
         def argv(role: str) -> list[str]:
             return ["--role", role, "--nats", system.nats_url, "--calls", str(n), "--relayed", str(relayed),
-                    "--rate", str(rate), "--report", str(reports[role])]  # fmt: skip
+                    "--rate", str(rate), "--report", str(reports[role]), "--relay-mode", relay_mode]  # fmt: skip
 
         consumers = [
             await system.start_python(f"floor-{role}", "bench._floor", argv(role), None)
@@ -269,6 +271,7 @@ async def floor_case(rate: float, seconds: float, relayed: int) -> dict[str, Any
         "rate": rate,
         "calls": n,
         "relayed_per_call": relayed,
+        "relay_mode": relay_mode,
         "events_per_call": relayed + _FLOOR_FIXED_EVENTS,
         "cpu_ms_per_call": {name: round(1000 * s / n, 2) for name, s in used.items()},
         "cpu_ms_per_call_total": round(1000 * sum(used.values()) / n, 2),
@@ -307,6 +310,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     relayed = max(0, round(nearest["events_per_call"]) - _FLOOR_FIXED_EVENTS) if nearest else 8
     floor = await floor_case(plan.floor_rate, plan.seconds, relayed)
     print(f"  floor {plan.floor_rate:g}/s: {floor['cpu_ms_per_call_total']} ms CPU/call", flush=True)
+    variants = []
+    for mode in RELAY_MODES[1:] if args.floor_variants or args.smoke else ():
+        variants.append(await floor_case(plan.floor_rate, plan.seconds, relayed, mode))
+        print(f"  floor, relayed {mode}: {variants[-1]['cpu_ms_per_call_total']} ms CPU/call", flush=True)
     tracing = await tracing_case(plan) if plan.tracing_rate is not None else None
     profiles: dict[str, Any] = {}
     if plan.profile_rate is not None:
@@ -335,6 +342,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         if best["switchboard"] and best["baseline"]
         else None,
         "floor": floor,
+        "floor_variants": variants,
         "tracing": tracing,
         "profiles": profiles,
     }
@@ -424,12 +432,19 @@ def wakeups_table(rows: Sequence[dict[str, Any]], floor: dict[str, Any]) -> str:
     )
 
 
-def floor_table(floor: dict[str, Any]) -> str:
-    per = floor["cpu_ms_per_call"]
+_FLOOR_ROWS = {
+    "acked": "do-nothing pipeline through nats-server",
+    "last-acked": "… relayed events unacknowledged but the last",
+    "atomic": "… relayed events as one atomic batch",
+    "one-message": "… relayed events as one message",
+}
+
+
+def floor_table(floor: dict[str, Any], variants: Sequence[dict[str, Any]] = ()) -> str:
     return table(
         ("the floor: same hops, no logic", "calls/s", "events per call", "CPU ms per call (all)", "per process"),
-        [("do-nothing pipeline through nats-server", floor["rate"], floor["events_per_call"],
-          floor["cpu_ms_per_call_total"], ", ".join(f"{k} {v:.2f}" for k, v in per.items()))],
+        [(_FLOOR_ROWS[f.get("relay_mode", "acked")], f["rate"], f["events_per_call"], f["cpu_ms_per_call_total"],
+          ", ".join(f"{k} {v:.2f}" for k, v in f["cpu_ms_per_call"].items())) for f in (floor, *variants)],
     )  # fmt: skip
 
 
@@ -446,7 +461,7 @@ def report(results: dict[str, Any]) -> str:
         f"Highest rate meeting the SLO: switchboard {best['switchboard']}, baseline {best['baseline']} calls/s"
         + (f" ({results['slo_ratio']:g}x)" if results.get("slo_ratio") else ""),
         "",
-        floor_table(results["floor"]),
+        floor_table(results["floor"], results.get("floor_variants") or ()),
         "",
         messages_table(results["rates"], results["floor"]),
         "",
@@ -468,6 +483,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=10.0, help="how long each rate offers calls")
     parser.add_argument("--warmup-s", type=float, default=1.0, help="warm-up at the same rate, on each fresh system")
     parser.add_argument("--floor-rate", type=float, default=100.0, help="the do-nothing pipeline's rate")
+    parser.add_argument("--floor-variants", action="store_true",
+                        help="the floor again, relayed events stored the other ways (_floor --relay-mode)")  # fmt: skip
     parser.add_argument("--profile", action="store_true", help="an extra pass under py-spy (not in the tables)")
     parser.add_argument("--profile-rate", type=float, default=100.0)
     parser.add_argument("--tracing-rate", type=float, default=100.0,
@@ -480,7 +497,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     results = asyncio.run(run(args))
     publish(args, results, report)
-    if not any(r["answered"] for r in results["rates"]) or results["floor"]["failed"]:
+    floors = [results["floor"], *results["floor_variants"]]
+    if not any(r["answered"] for r in results["rates"]) or any(f["failed"] for f in floors):
         return 1  # nothing was answered at all, or the floor broke: the benchmark itself is broken
     return 0
 

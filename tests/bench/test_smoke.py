@@ -61,7 +61,7 @@ def test_console_smoke(tmp_path: Path) -> None:
 
 @pytest.mark.timeout(120)
 def test_capacity_smoke(tmp_path: Path) -> None:
-    """The capacity benchmark answers calls on both systems, counts CPU and wake-ups per call and runs the floor."""
+    """The capacity benchmark answers calls on both systems, counts CPU and wake-ups per call, runs the floors."""
     results = run_smoke("bench.capacity", tmp_path)
     rates = results["rates"]
     assert isinstance(rates, list) and {r["kind"] for r in rates} == {"switchboard", "baseline"}
@@ -69,5 +69,8 @@ def test_capacity_smoke(tmp_path: Path) -> None:
     assert all(min(r["wakeups_per_call"]["nats-server"]) > 0 for r in rates if r["kind"] == "switchboard")
     floor = results["floor"]
     assert isinstance(floor, dict) and not floor["failed"] and floor["cpu_ms_per_call_total"] > 0
+    variants = results["floor_variants"]
+    assert isinstance(variants, list) and [v["relay_mode"] for v in variants] == ["last-acked", "atomic", "one-message"]
+    assert all(not v["failed"] and v["cpu_ms_per_call_total"] > 0 for v in variants)
     tracing = results["tracing"]
     assert isinstance(tracing, dict) and tracing["on"]["greeted"] > 0 and tracing["exported_bytes"] > 0

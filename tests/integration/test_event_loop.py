@@ -45,36 +45,31 @@ def _app() -> web.Application:
     return app
 
 
-def test_a_connection_to_an_ip_address_makes_no_lookup() -> None:
-    """An HTTP request to 127.0.0.1 is answered, and the loop never called getaddrinfo for it."""
+def _get(host: str) -> Callable[[list[tuple[Any, ...]]], Awaitable[str]]:
+    """A `main` for `_on_loop`: GET / from a loopback server by `host`, its body."""
 
     async def main(_lookups: list[tuple[Any, ...]]) -> str:
         timeout = aiohttp.ClientTimeout(total=5)
         async with (
             serving(_app()) as port,
             aiohttp.ClientSession() as http,
-            http.get(f"http://127.0.0.1:{port}/", timeout=timeout) as response,
+            http.get(f"http://{host}:{port}/", timeout=timeout) as response,
         ):
             return await response.text()
 
-    text, lookups = _on_loop(main)
+    return main
+
+
+def test_a_connection_to_an_ip_address_makes_no_lookup() -> None:
+    """An HTTP request to 127.0.0.1 is answered, and the loop never called getaddrinfo for it."""
+    text, lookups = _on_loop(_get("127.0.0.1"))
     assert text == "hello"
     assert lookups == []
 
 
 def test_a_host_name_is_still_looked_up() -> None:
     """A request to ``localhost`` is answered too, its name resolved as before."""
-
-    async def main(_lookups: list[tuple[Any, ...]]) -> str:
-        timeout = aiohttp.ClientTimeout(total=5)
-        async with (
-            serving(_app()) as port,
-            aiohttp.ClientSession() as http,
-            http.get(f"http://localhost:{port}/", timeout=timeout) as response,
-        ):
-            return await response.text()
-
-    text, lookups = _on_loop(main)
+    text, lookups = _on_loop(_get("localhost"))
     assert text == "hello"
     assert any(args[0] == "localhost" for args in lookups)
 
