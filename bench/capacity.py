@@ -170,7 +170,7 @@ async def rate_case(
         await capture.stop()
     row = _row(kind, rate, ids, result.sent_at, records, cpu, list(pids))
     row["nats_messages_per_call"] = _per_call(traffic, row["answered"])
-    row["wakeups_per_call"] = _wakeups_per_call(cpu, row["answered"])
+    row["wakeups_per_call"] = _per_call(cpu.woke or {}, row["answered"])
     if stored is not None:
         row["events_per_call"] = round(stored / (n + warm), 1)
     return row
@@ -184,18 +184,10 @@ def _traffic(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int
     }
 
 
-def _per_call(traffic: dict[str, tuple[int, int]], calls: int) -> dict[str, list[float]]:
-    """Per call: {connection: [messages it sent to nats-server, messages it received]}."""
-    return {
-        name: [round(sent / calls, 1), round(got / calls, 1)] for name, (sent, got) in sorted(traffic.items()) if calls
-    }
-
-
-def _wakeups_per_call(cpu: CpuWindow, calls: int) -> dict[str, list[float]]:
-    """Per call: {process: [read and write system calls, context switches]} over the window."""
-    assert cpu.woke is not None
-    woke = cpu.woke.items() if calls else ()
-    return {name: [round(n / calls, 1), round(switches / calls, 1)] for name, (n, switches) in woke}
+def _per_call(counts: dict[str, tuple[int, int]], calls: int) -> dict[str, list[float]]:
+    """Two counts per name, per call: NATS messages a connection sent / received (`_traffic`), or a
+    process's read and write system calls / context switches (`CpuWindow.woke`)."""
+    return {name: [round(a / calls, 1), round(b / calls, 1)] for name, (a, b) in sorted(counts.items()) if calls}
 
 
 def _row(kind: str, rate: float, ids: Sequence[str], sent_at: dict[str, float], records: dict[str, CallRecord],
@@ -276,7 +268,7 @@ async def floor_case(rate: float, seconds: float, relayed: int, relay_mode: str 
         "cpu_ms_per_call": {name: round(1000 * s / n, 2) for name, s in used.items()},
         "cpu_ms_per_call_total": round(1000 * sum(used.values()) / n, 2),
         "nats_messages_per_call": _per_call(traffic, n),
-        "wakeups_per_call": _wakeups_per_call(cpu, n),
+        "wakeups_per_call": _per_call(cpu.woke or {}, n),
         "failed": failed,
     }
 
@@ -408,27 +400,17 @@ def rates_table(rows: Sequence[dict[str, Any]]) -> str:
     )  # fmt: skip
 
 
-def _messages(per_call: dict[str, list[float]] | None) -> str:
-    """``controller 6.0/7.0, …``: NATS messages per call each connection sent / received."""
-    return ", ".join(f"{name} {sent:g}/{got:g}" for name, (sent, got) in (per_call or {}).items() if sent or got)
+def _pairs(per_call: dict[str, list[float]] | None) -> str:
+    """``controller 6 / 7, …``: the two numbers per name of a `_per_call` measure."""
+    return ", ".join(f"{name} {a:g} / {b:g}" for name, (a, b) in (per_call or {}).items() if a or b)
 
 
-def messages_table(rows: Sequence[dict[str, Any]], floor: dict[str, Any]) -> str:
+def per_call_table(rows: Sequence[dict[str, Any]], floor: dict[str, Any], key: str, title: str, column: str) -> str:
+    """One `_per_call` measure (`key`) of every Switchboard rate and of the floor."""
     return table(
-        ("NATS messages per answered call", "calls/s", "sent / received, by connection"),
-        [(r["kind"], r["rate"], _messages(r.get("nats_messages_per_call"))) for r in rows if r["kind"] == "switchboard"]
-        + [("the floor", floor["rate"], _messages(floor.get("nats_messages_per_call")))],
-    )
-
-
-def wakeups_table(rows: Sequence[dict[str, Any]], floor: dict[str, Any]) -> str:
-    def line(per_call: dict[str, list[float]] | None) -> str:
-        return ", ".join(f"{name} {calls:g} / {switches:g}" for name, (calls, switches) in (per_call or {}).items())
-
-    return table(
-        ("system calls / context switches per answered call", "calls/s", "read+write calls / switches, by process"),
-        [(r["kind"], r["rate"], line(r.get("wakeups_per_call"))) for r in rows if r["kind"] == "switchboard"]
-        + [("the floor", floor["rate"], line(floor.get("wakeups_per_call")))],
+        (title, "calls/s", column),
+        [(r["kind"], r["rate"], _pairs(r.get(key))) for r in rows if r["kind"] == "switchboard"]
+        + [("the floor", floor["rate"], _pairs(floor.get(key)))],
     )
 
 
@@ -463,9 +445,21 @@ def report(results: dict[str, Any]) -> str:
         "",
         floor_table(results["floor"], results.get("floor_variants") or ()),
         "",
-        messages_table(results["rates"], results["floor"]),
+        per_call_table(
+            results["rates"],
+            results["floor"],
+            "nats_messages_per_call",
+            "NATS messages per answered call",
+            "sent / received, by connection",
+        ),
         "",
-        wakeups_table(results["rates"], results["floor"]),
+        per_call_table(
+            results["rates"],
+            results["floor"],
+            "wakeups_per_call",
+            "system calls / context switches per answered call",
+            "read+write calls / switches, by process",
+        ),
     ]
     if results.get("tracing"):
         t = results["tracing"]

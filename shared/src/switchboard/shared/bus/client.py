@@ -358,8 +358,6 @@ class Bus:
         tracing is on, in a ``publish calls.{call_id}.<kind>`` PRODUCER span of the current trace."""
         event = self.event(call_id, kind, data, lease=lease)
         msg_id = msg_id or f"{call_id}:{kind}"
-        if not tracing.enabled():
-            return await self.publish(event, msg_id=msg_id, timeout_s=timeout_s)
         with tracing.producer_span(call_id, kind, msg_id):
             return await self.publish(event, msg_id=msg_id, timeout_s=timeout_s)
 
