@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from pathlib import Path
 
 import pytest
 
-from switchboard.shared.bus import Bus
+from switchboard.cli.natsserver import NatsServer
+from switchboard.shared.bus import Bus, client
 from switchboard.shared.errors import AlreadyRecorded, BusUnavailable
 from tests.reading import stored as log_of
 from tests.waiting import eventually
@@ -106,3 +109,77 @@ async def test_a_work_queue_fetches_what_is_pending_in_one_go(bus: Bus) -> None:
         await bus.record(f"rtc_s{i}", "several", {})
     deliveries = await asyncio.wait_for(queue.fetch(4, timeout_s=60), 10)
     assert [d.subject for d in deliveries] == [f"calls.rtc_s{i}.several" for i in range(4)]
+
+
+class _DroppingProxy:
+    """A TCP proxy in front of nats-server that swallows the client's first write naming `needle`."""
+
+    def __init__(self, upstream_port: int, needle: bytes) -> None:
+        self._upstream_port = upstream_port
+        self._needle = needle
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.dropped = 0
+
+    async def start(self) -> str:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return f"nats://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+
+    async def _serve(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        server_r, server_w = await asyncio.open_connection("127.0.0.1", self._upstream_port)
+        pipes = {asyncio.create_task(self._pipe(client_r, server_w, drop=True)),
+                 asyncio.create_task(self._pipe(server_r, client_w, drop=False))}  # fmt: skip
+        self._tasks.update(pipes)
+        await asyncio.wait(pipes, return_when=asyncio.FIRST_COMPLETED)
+        for w in (client_w, server_w):
+            w.close()
+
+    async def _pipe(self, r: asyncio.StreamReader, w: asyncio.StreamWriter, *, drop: bool) -> None:
+        with contextlib.suppress(OSError, ConnectionError):
+            while chunk := await r.read(65536):
+                if drop and not self.dropped and self._needle in chunk:
+                    self.dropped += 1
+                    continue
+                w.write(chunk)
+                await w.drain()
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+async def test_a_work_queue_whose_bind_request_goes_unanswered_is_bound_on_a_retry(nats_server: NatsServer) -> None:
+    """A consumer lookup that times out (a cluster electing the new consumer's leader) is tried again."""
+    async with contextlib.AsyncExitStack() as stack:
+        proxy = _DroppingProxy(nats_server.port, b"$JS.API.CONSUMER.INFO.")
+        url = await proxy.start()
+        stack.push_async_callback(proxy.close)
+        bus = await Bus.connect(url, name="t", give_up_after_s=5)
+        stack.push_async_callback(bus.close)
+        await bus.ensure_stream()
+        queue = await asyncio.wait_for(bus.work_queue("retried", "calls.*.retried", ack_wait_s=30), 20)
+        await bus.record("rtc_r", "retried", {})
+        deliveries = await asyncio.wait_for(queue.fetch(1, timeout_s=10), 10)
+    assert proxy.dropped == 1
+    assert [d.subject for d in deliveries] == ["calls.rtc_r.retried"]
+
+
+async def test_binding_a_work_queue_where_jetstream_never_answers_ends_in_one_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no JetStream behind the server, binding gives up after its bound with a BusUnavailable naming it."""
+    monkeypatch.setattr(client, "_BIND_FOR_S", 1.0)
+    server = NatsServer(tmp_path / "nats", jetstream=False)
+    await server.start()
+    try:
+        bus = await Bus.connect(server.url, name="t", give_up_after_s=5)
+        try:
+            with pytest.raises(BusUnavailable, match="could not bind the consumer plain within 1 s"):
+                await bus.work_queue("plain", "calls.*.plain", ack_wait_s=30)
+        finally:
+            await bus.close()
+    finally:
+        await server.stop()

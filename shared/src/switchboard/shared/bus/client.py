@@ -50,6 +50,10 @@ _STREAM_NAME_IN_USE = 10058
 _CONNECT_BACKOFF_MAX_S = 5.0
 ONE_SHOT_CONNECT_S = 3.0
 _NO_JETSTREAM_S = 3.0
+_BIND_FOR_S = 30.0
+"""How long binding a work queue is tried again while JetStream cannot answer (a cluster's new consumer
+electing its leader can time the first request out): then one `BusUnavailable`."""
+_BIND_DELAY_MAX_S = 2.0
 """How long a one-shot command (`switchboard calls`, `tail`, `policy push`…) tries to reach NATS."""
 
 
@@ -492,10 +496,24 @@ class Bus:
             deliver_policy=DeliverPolicy.ALL,
             max_ack_pending=10_000,
         )
-        # Create it, or bring an existing one to this configuration (an upgrade may shorten its ack wait).
-        await self.js.add_consumer(events.STREAM, config)
-        sub = await self.js.pull_subscribe(filter_subject, durable=durable, stream=events.STREAM, config=config)
-        return WorkQueue(sub, durable)
+        loop = asyncio.get_running_loop()
+        give_up_at = loop.time() + _BIND_FOR_S
+        delay = 0.2
+        while True:
+            try:
+                # Create it, or bring an existing one to this configuration (an upgrade may shorten its ack wait).
+                await self.js.add_consumer(events.STREAM, config)
+                sub = await self.js.pull_subscribe(filter_subject, durable=durable, stream=events.STREAM,
+                                                   config=config)  # fmt: skip
+                return WorkQueue(sub, durable)
+            except (TimeoutError, nats.errors.NoRespondersError, nats.js.errors.ServiceUnavailableError) as exc:
+                if loop.time() + delay > give_up_at:
+                    raise BusUnavailable(
+                        f"could not bind the consumer {durable} within {_BIND_FOR_S:g} s: {type(exc).__name__}"
+                    ) from None
+                log.warning("consumer_bind_retry", consumer=durable, error=type(exc).__name__, retry_in_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _BIND_DELAY_MAX_S)
 
 
 def _subject_template(subject: str) -> str:
