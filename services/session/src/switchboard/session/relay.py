@@ -12,7 +12,8 @@ takes to elect a new leader), and may then land after later events of its call.
 only after that.
 
 With a thousand live calls this costs one task wake-up, one future and one socket write per batch, not
-per event; under load, batches are at least `_LINGER_S` apart so that each carries many events.
+per event; under load, batches are `_LINGER_S` apart (or `_BATCH_FULL` events) so that each carries many
+events, of several calls.
 """
 
 from __future__ import annotations
@@ -35,8 +36,11 @@ log = get_logger(__name__)
 
 _BATCH_MAX = 512
 _IN_FLIGHT = 8  # batches written and still waiting for their acknowledgements
-_LINGER_S = 0.002
-"""Under load, at most one batch per this long: a few events per write instead of a write per event."""
+_LINGER_S = 0.020
+"""Under load, at most one batch per this long unless `_BATCH_FULL` events are waiting, so that a batch
+carries the events of several calls: a relayed event reaches the bus up to this much later (observers
+only; the caller hears nothing of it), and nats-server wakes per batch instead of per call."""
+_BATCH_FULL = 32
 _RETRY_FOR_S = 20.0
 """How long a batch whose events were not all stored is published again before the relay gives up: longer
 than a clustered stream takes to elect a new leader (5-7 s measured), so that does not lose events."""
@@ -129,6 +133,7 @@ class Publisher:
         self._metrics = metrics
         self._queued: list[_Item] = []
         self._wake = asyncio.Event()
+        self._full = asyncio.Event()
         self._slots = asyncio.Semaphore(_IN_FLIGHT)
         self._task: asyncio.Task[None] | None = None
         self._confirming: set[asyncio.Task[None]] = set()
@@ -151,6 +156,8 @@ class Publisher:
     def put(self, relay: Relay, envelope: events.CloudEvent, msg_id: str | None, traceparent: str | None) -> None:
         self._queued.append((relay, envelope, msg_id, traceparent, time.perf_counter()))
         self._wake.set()
+        if len(self._queued) >= _BATCH_FULL:
+            self._full.set()
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -158,10 +165,13 @@ class Publisher:
         while True:
             await self._wake.wait()
             linger = last_write + _LINGER_S - loop.time()
-            if linger > 0:
-                await asyncio.sleep(linger)
+            if linger > 0 and len(self._queued) < _BATCH_FULL:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(linger):
+                        await self._full.wait()
             last_write = loop.time()
             self._wake.clear()
+            self._full.clear()
             while self._queued:
                 await self._slots.acquire()
                 batch, self._queued = self._queued[:_BATCH_MAX], self._queued[_BATCH_MAX:]
