@@ -12,7 +12,7 @@ from switchboard.shared import events
 from switchboard.shared.bus import Bus
 from switchboard.shared.config import Settings
 from switchboard.shared.projections import PROJECTIONS
-from switchboard.shared.projections.rebuild import rebuild
+from switchboard.shared.projections.rebuild import _write_all, rebuild
 from switchboard.shared.projections.store import ProjectionStore
 from switchboard.shared.pullreader import PullReader, Start
 from switchboard.shared.subscribe import Selection, replay, replay_stored
@@ -126,3 +126,15 @@ async def test_a_rebuild_while_the_projector_runs_converges_to_the_same_state(bu
         await asyncio.wait_for(task, 10)
     await rebuild(bus)
     assert after_both == await _projected(bus)
+
+
+async def test_a_rebuild_that_finds_a_key_written_first_settles_it_at_once(bus: Bus) -> None:
+    """A rebuilt state whose key the projector created first is settled, not left waiting for an answer."""
+    await _publish_golden(bus, "spine_v0.jsonl")
+    await rebuild(bus)
+    store = await ProjectionStore(bus).open()
+    projection = PROJECTIONS[0]
+    states = await store.all(projection)
+    key, state = next(iter(states.items()))
+    await asyncio.wait_for(_write_all(bus, store, projection, {key: state}), 5)  # the key is already there
+    assert (await store.get(projection, key))[0] == state

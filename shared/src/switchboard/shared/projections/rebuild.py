@@ -69,30 +69,25 @@ async def rebuild(
 
 
 async def _write_all(bus: Bus, store: ProjectionStore, projection: Projection[Any], states: dict[str, Any]) -> None:
-    """Create every key (pipelined); settle the few the projector wrote meanwhile one by one."""
+    """Create every key, a window of writes in flight at once; settle the few the projector wrote meanwhile
+    one by one. (Not nats-py's ``publish_async``: its future never completes when the server refuses the
+    write, as it does for a key the projector created first.)"""
+    kv = store.bucket(projection)
     conflicts: list[str] = []
-    pending: list[tuple[str, asyncio.Future[Any]]] = []
-
-    async def drain() -> None:
-        for key, future in pending:
-            try:
-                await asyncio.wait_for(future, 10.0)
-            except nats.js.errors.APIError:
-                conflicts.append(key)  # wrong last sequence: the key exists again
-            except (TimeoutError, nats.errors.Error) as exc:
-                raise BusUnavailable(f"could not write {projection.name}/{key}: {exc}") from exc
-        pending.clear()
-
-    for key, state in states.items():
-        future = await bus.js.publish_async(
-            f"$KV.{projection.name}.{key}",
-            msgspec.json.encode(state),
-            headers={"Nats-Expected-Last-Subject-Sequence": "0"},
+    items = list(states.items())
+    for start in range(0, len(items), _WRITE_WINDOW):
+        window = items[start : start + _WRITE_WINDOW]
+        results = await asyncio.gather(
+            *(bus.kv_write(kv, key, msgspec.json.encode(state), last=0, timeout_s=10.0) for key, state in window),
+            return_exceptions=True,
         )
-        pending.append((key, future))
-        if len(pending) >= _WRITE_WINDOW:
-            await drain()
-    await drain()
+        for (key, _), result in zip(window, results, strict=True):
+            if isinstance(result, nats.js.errors.KeyWrongLastSequenceError):
+                conflicts.append(key)  # the key exists again
+            elif isinstance(result, (TimeoutError, nats.errors.Error)):
+                raise BusUnavailable(f"could not write {projection.name}/{key}: {result}") from result
+            elif isinstance(result, BaseException):
+                raise result
     for key in conflicts:
         await _settle(bus, store, projection, key, states[key])
 

@@ -21,6 +21,7 @@ from switchboard.shared.projections import PROJECTIONS, Projection
 S = TypeVar("S", bound=msgspec.Struct)
 
 _TIMEOUT_S = 5.0
+_SAID_DONE_WAIT_S = 0.5
 
 
 class Conflict(Exception):
@@ -75,17 +76,36 @@ class ProjectionStore:
             raise BusUnavailable(f"could not write {projection.name}/{key}: {exc}") from exc
 
     async def all(self, projection: Projection[S]) -> dict[str, S]:
-        """Every state in the projection's bucket, by key."""
+        """Every state in the projection's bucket, by key, as of the call (later writes may show too).
+
+        Read up to the bucket's last revision when called, not until nats-py's watcher says it is done: it
+        can say so before delivering anything, when the server answers its consumer lookup before the first
+        entries arrive, and an empty answer would then look like an empty bucket."""
         states: dict[str, S] = {}
         try:
-            watcher = await self.bucket(projection).watchall(ignore_deletes=True)
+            info = await asyncio.wait_for(self._bus.js.stream_info(f"KV_{projection.name}"), _TIMEOUT_S)
+            if not info.state.messages:
+                return states
+            last = int(info.state.last_seq)
+            watcher = await self.bucket(projection).watchall()
             try:
+                wait_s = _TIMEOUT_S
                 while True:
-                    entry = await watcher.updates(timeout=_TIMEOUT_S)  # type: ignore[no-untyped-call]
-                    if entry is None:  # the watcher has delivered every current value
-                        break
-                    if entry.value:
+                    try:
+                        entry = await watcher.updates(timeout=wait_s)  # type: ignore[no-untyped-call]
+                    except TimeoutError:
+                        if wait_s < _TIMEOUT_S:  # said done, and nothing more came: the last entry expired
+                            break
+                        raise
+                    if entry is None:  # nats-py's "the rest are new", which may come early: read on a while
+                        wait_s = _SAID_DONE_WAIT_S
+                        continue
+                    if entry.operation is None and entry.value:
                         states[entry.key] = msgspec.json.decode(entry.value, type=projection.type)
+                    else:  # deleted or purged since it was written
+                        states.pop(entry.key, None)
+                    if int(entry.revision or 0) >= last:
+                        break
             finally:
                 await watcher.stop()  # type: ignore[no-untyped-call]
         except (TimeoutError, nats.errors.Error, nats.js.errors.Error) as exc:
