@@ -11,6 +11,7 @@ import pytest
 from switchboard.cli.natsserver import NatsServer
 from switchboard.shared.bus import Bus, client
 from switchboard.shared.errors import AlreadyRecorded, BusUnavailable
+from tests.fixtures.nats import TamperingProxy
 from tests.reading import stored as log_of
 from tests.waiting import eventually
 
@@ -111,50 +112,18 @@ async def test_a_work_queue_fetches_what_is_pending_in_one_go(bus: Bus) -> None:
     assert [d.subject for d in deliveries] == [f"calls.rtc_s{i}.several" for i in range(4)]
 
 
-class _DroppingProxy:
-    """A TCP proxy in front of nats-server that swallows the client's first write naming `needle`."""
-
-    def __init__(self, upstream_port: int, needle: bytes) -> None:
-        self._upstream_port = upstream_port
-        self._needle = needle
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self.dropped = 0
-
-    async def start(self) -> str:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        return f"nats://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
-
-    async def _serve(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
-        server_r, server_w = await asyncio.open_connection("127.0.0.1", self._upstream_port)
-        pipes = {asyncio.create_task(self._pipe(client_r, server_w, drop=True)),
-                 asyncio.create_task(self._pipe(server_r, client_w, drop=False))}  # fmt: skip
-        self._tasks.update(pipes)
-        await asyncio.wait(pipes, return_when=asyncio.FIRST_COMPLETED)
-        for w in (client_w, server_w):
-            w.close()
-
-    async def _pipe(self, r: asyncio.StreamReader, w: asyncio.StreamWriter, *, drop: bool) -> None:
-        with contextlib.suppress(OSError, ConnectionError):
-            while chunk := await r.read(65536):
-                if drop and not self.dropped and self._needle in chunk:
-                    self.dropped += 1
-                    continue
-                w.write(chunk)
-                await w.drain()
-
-    async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-
-
 async def test_a_work_queue_whose_bind_request_goes_unanswered_is_bound_on_a_retry(nats_server: NatsServer) -> None:
     """A consumer lookup that times out (a cluster electing the new consumer's leader) is tried again."""
+    dropped: list[bytes] = []
+
+    def drop_first_lookup(_: int, chunk: bytes) -> bytes | None:
+        if not dropped and b"$JS.API.CONSUMER.INFO." in chunk:
+            dropped.append(chunk)
+            return None
+        return chunk
+
     async with contextlib.AsyncExitStack() as stack:
-        proxy = _DroppingProxy(nats_server.port, b"$JS.API.CONSUMER.INFO.")
+        proxy = TamperingProxy(nats_server.port, upstream=drop_first_lookup)
         url = await proxy.start()
         stack.push_async_callback(proxy.close)
         bus = await Bus.connect(url, name="t", give_up_after_s=5)
@@ -163,7 +132,7 @@ async def test_a_work_queue_whose_bind_request_goes_unanswered_is_bound_on_a_ret
         queue = await asyncio.wait_for(bus.work_queue("retried", "calls.*.retried", ack_wait_s=30), 20)
         await bus.record("rtc_r", "retried", {})
         deliveries = await asyncio.wait_for(queue.fetch(1, timeout_s=10), 10)
-    assert proxy.dropped == 1
+    assert len(dropped) == 1
     assert [d.subject for d in deliveries] == ["calls.rtc_r.retried"]
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
@@ -15,6 +14,7 @@ from switchboard.shared import events
 from switchboard.shared.bus import Bus
 from switchboard.shared.errors import BusUnavailable
 from switchboard.shared.subscribe import Selection, replay, replay_stored
+from tests.fixtures.nats import TamperingProxy
 from tests.golden import LOGS
 
 PATHS = pytest.mark.parametrize("fast_path", [True, False], ids=["fast-path", "public-api"])
@@ -80,48 +80,19 @@ async def test_a_one_call_replay_reads_the_same_events_by_either_path(nats_serve
     assert all(m.time_ns > 1_700_000_000 * 10**9 for m in raw)
 
 
-class _GarblingProxy:
-    """A TCP proxy in front of nats-server that garbles the first stored message sent to chosen connections."""
+class _Garbler:
+    """Garbles the first stored message sent to each of the chosen connections (0 = the first accepted)."""
 
-    def __init__(self, upstream_port: int, *, garble: set[int]) -> None:
-        self._upstream_port = upstream_port
-        self._garble = garble  # which connections (0 = the first accepted) get one garbled message
-        self._accepted = 0
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+    def __init__(self, connections: set[int]) -> None:
+        self._pending = set(connections)
         self.garbled = 0
 
-    async def start(self) -> str:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        port = self._server.sockets[0].getsockname()[1]
-        return f"nats://127.0.0.1:{port}"
-
-    async def _serve(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
-        index, self._accepted = self._accepted, self._accepted + 1
-        server_r, server_w = await asyncio.open_connection("127.0.0.1", self._upstream_port)
-        up = asyncio.create_task(self._pipe(client_r, server_w, garble=False))
-        down = asyncio.create_task(self._pipe(server_r, client_w, garble=index in self._garble))
-        self._tasks.update((up, down))
-        await asyncio.wait((up, down), return_when=asyncio.FIRST_COMPLETED)
-        for w in (client_w, server_w):
-            w.close()
-
-    async def _pipe(self, r: asyncio.StreamReader, w: asyncio.StreamWriter, *, garble: bool) -> None:
-        with contextlib.suppress(OSError, ConnectionError):
-            while chunk := await r.read(65536):
-                if garble and b"MSG calls." in chunk:
-                    chunk = chunk.replace(b"MSG calls.", b"MSG\x00calls.", 1)
-                    garble = False
-                    self.garbled += 1
-                w.write(chunk)
-                await w.drain()
-
-    async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+    def __call__(self, index: int, chunk: bytes) -> bytes:
+        if index in self._pending and b"MSG calls." in chunk:
+            self._pending.discard(index)
+            self.garbled += 1
+            return chunk.replace(b"MSG calls.", b"MSG\x00calls.", 1)
+        return chunk
 
 
 async def test_a_garbled_line_from_the_server_makes_a_replay_resume_without_gaps_or_repeats(
@@ -130,14 +101,15 @@ async def test_a_garbled_line_from_the_server_makes_a_replay_resume_without_gaps
     """The reader's connection gets a malformed line: the replay resumes after the last event it delivered."""
     for i in range(300):
         await bus.record(f"rtc_{i % 7}", f"k{i}", {"i": i})
-    proxy = _GarblingProxy(nats_server.port, garble={1})  # 0 is the bus's own connection, 1 the reader's
+    garbler = _Garbler({1})  # 0 is the bus's own connection, 1 the reader's
+    proxy = TamperingProxy(nats_server.port, downstream=garbler)
     via = await Bus.connect(await proxy.start(), name="t", give_up_after_s=5)
     try:
         seqs = [m.seq async for batch in replay_stored(via, batch=50) for m in batch]
     finally:
         await via.close()
         await proxy.close()
-    assert proxy.garbled == 1
+    assert garbler.garbled == 1
     assert seqs == list(range(1, 301))
 
 
@@ -147,7 +119,7 @@ async def test_a_server_that_keeps_sending_garbage_fails_a_replay_with_one_clear
     """Every reader connection garbled: the replay gives up with one BusUnavailable quoting the bad line."""
     for i in range(10):
         await bus.record("rtc_g", f"k{i}", {"i": i})
-    proxy = _GarblingProxy(nats_server.port, garble=set(range(1, 100)))
+    proxy = TamperingProxy(nats_server.port, downstream=_Garbler(set(range(1, 100))))
     via = await Bus.connect(await proxy.start(), name="t", give_up_after_s=5)
     try:
         with pytest.raises(BusUnavailable, match=r"replay failed after 4 attempts: unexpected line from the NATS"):
