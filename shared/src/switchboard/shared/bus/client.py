@@ -49,12 +49,12 @@ _WRONG_LAST_SEQUENCE = 10071
 _STREAM_NAME_IN_USE = 10058
 _CONNECT_BACKOFF_MAX_S = 5.0
 ONE_SHOT_CONNECT_S = 3.0
+"""How long a one-shot command (`switchboard calls`, `tail`, `policy push`…) tries to reach NATS."""
 _NO_JETSTREAM_S = 3.0
 _BIND_FOR_S = 30.0
 """How long binding a work queue is tried again while JetStream cannot answer (a cluster's new consumer
 electing its leader can time the first request out): then one `BusUnavailable`."""
 _BIND_DELAY_MAX_S = 2.0
-"""How long a one-shot command (`switchboard calls`, `tail`, `policy push`…) tries to reach NATS."""
 
 
 class StreamSettings(msgspec.Struct, frozen=True, kw_only=True):
