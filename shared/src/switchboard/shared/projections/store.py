@@ -89,16 +89,18 @@ class ProjectionStore:
             last = int(info.state.last_seq)
             watcher = await self.bucket(projection).watchall()
             try:
-                wait_s = _TIMEOUT_S
+                said_done = False  # nats-py's "the rest are new", which may come early: then read on a while
                 while True:
                     try:
-                        entry = await watcher.updates(timeout=wait_s)  # type: ignore[no-untyped-call]
+                        entry = await watcher.updates(  # type: ignore[no-untyped-call]
+                            timeout=_SAID_DONE_WAIT_S if said_done else _TIMEOUT_S
+                        )
                     except TimeoutError:
-                        if wait_s < _TIMEOUT_S:  # said done, and nothing more came: the last entry expired
+                        if said_done:  # and nothing more came: the last entry has expired since
                             break
                         raise
-                    if entry is None:  # nats-py's "the rest are new", which may come early: read on a while
-                        wait_s = _SAID_DONE_WAIT_S
+                    if entry is None:
+                        said_done = True
                         continue
                     if entry.operation is None and entry.value:
                         states[entry.key] = msgspec.json.decode(entry.value, type=projection.type)
